@@ -1,0 +1,46 @@
+"""tf.Example <-> Python dict conversion, and reading an Examples artifact split."""
+import os
+from typing import Any, Dict, Iterator, List
+
+import tensorflow as tf
+
+
+def to_example(features: Dict[str, Any]) -> tf.train.Example:
+    """str/bytes -> bytes_list, int -> int64_list, float -> float_list; lists of those too."""
+    feature = {}
+    for name, value in features.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if all(isinstance(v, (str, bytes)) for v in values):
+            encoded = [v.encode("utf-8") if isinstance(v, str) else v for v in values]
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=encoded))
+        elif all(isinstance(v, (bool, int)) for v in values):
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        elif all(isinstance(v, (int, float)) for v in values):
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        else:
+            raise TypeError(f"feature {name!r}: unsupported value {value!r}")
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def from_example(example: tf.train.Example) -> Dict[str, List[Any]]:
+    """Inverse of to_example; every value comes back as a list (bytes stay bytes)."""
+    out = {}
+    for name, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        out[name] = list(getattr(feature, kind).value) if kind else []
+    return out
+
+
+def split_files(examples_uri: str, split: str) -> List[str]:
+    """TFRecord files of one split of an Examples artifact (`Split-<name>/*`)."""
+    pattern = os.path.join(examples_uri, f"Split-{split}", "*")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no files for split {split!r} under {examples_uri}")
+    return files
+
+
+def read_records(examples_uri: str, split: str) -> Iterator[bytes]:
+    dataset = tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type="GZIP")
+    for record in dataset.as_numpy_iterator():
+        yield record

@@ -1,0 +1,135 @@
+"""The item-frequency split (spec csdm_and_baselines.md section 1.5), as pure functions and Beam.
+
+counts[i] = rows of item i in the whole log.
+  count > N        -> old item: every row to `base`;
+  3K <= count <= N -> new item: rows in time order, K each to warm_a, warm_b, warm_c, rest to test;
+  count < 3K       -> `dropped` (kept as a split so that analyzers see the whole log, and counted).
+Every row gains the feature `count` (the item's total count; it leaks future popularity, as in
+the reference protocol, spec D17).
+"""
+import json
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+
+SPLITS = ("base", "warm_a", "warm_b", "warm_c", "test", "dropped")
+WARM_SPLITS = ("warm_a", "warm_b", "warm_c")
+
+
+def item_group(count: int, N: int, K: int) -> str:
+    """'old', 'new' or 'dropped' for an item seen `count` times."""
+    if count > N:
+        return "old"
+    if 3 * K <= count:
+        return "new"
+    return "dropped"
+
+
+def new_item_splits(n_rows: int, K: int) -> List[str]:
+    """Split names of a new item's rows, given in time order."""
+    return [WARM_SPLITS[i // K] if i < 3 * K else "test" for i in range(n_rows)]
+
+
+def check_params(N: int, K: int) -> None:
+    if K < 1 or 3 * K > N:
+        raise ValueError(f"need K >= 1 and 3K <= N, got N={N}, K={K}: no item could be new")
+
+
+def split_log(rows: Sequence[Tuple[str, int]], N: int, K: int) -> List[str]:
+    """Reference implementation on an in-memory log of (item_id, timestamp) rows.
+
+    Returns the split of every row. Ties in time keep the input order. Used by tests and as the
+    specification of the Beam version.
+    """
+    check_params(N, K)
+    counts: Dict[str, int] = {}
+    for item, _ in rows:
+        counts[item] = counts.get(item, 0) + 1
+    out = [""] * len(rows)
+    by_item: Dict[str, List[int]] = {}
+    for index, (item, _) in enumerate(rows):
+        group = item_group(counts[item], N, K)
+        if group == "new":
+            by_item.setdefault(item, []).append(index)
+        else:
+            out[index] = "base" if group == "old" else "dropped"
+    for indices in by_item.values():
+        indices.sort(key=lambda i: rows[i][1])
+        for index, split in zip(indices, new_item_splits(len(indices), K)):
+            out[index] = split
+    return out
+
+
+def _key(example: tf.train.Example) -> Tuple[bytes, int, bytes]:
+    feature = example.features.feature
+    return (feature["item_id"].bytes_list.value[0], feature["timestamp"].int64_list.value[0],
+            feature["user_id"].bytes_list.value[0])
+
+
+def _with_count(example: tf.train.Example, count: int) -> bytes:
+    out = tf.train.Example()
+    out.CopyFrom(example)
+    out.features.feature["count"].int64_list.value[:] = [count]
+    return out.SerializeToString()
+
+
+class _SplitNewItem(beam.DoFn):
+    def __init__(self, K: int):
+        self._K = K
+
+    def process(self, element) -> Iterable[beam.pvalue.TaggedOutput]:
+        _, examples = element
+        ordered = sorted(examples, key=lambda e: _key(e)[1:])  # time, then user id: deterministic
+        for example, split in zip(ordered, new_item_splits(len(ordered), self._K)):
+            yield beam.pvalue.TaggedOutput(split, _with_count(example, len(ordered)))
+
+
+class _RouteByCount(beam.DoFn):
+    def __init__(self, N: int, K: int):
+        self._N, self._K = N, K
+
+    def process(self, example: tf.train.Example, counts) -> Iterable:
+        item = _key(example)[0]
+        count = counts[item]
+        group = item_group(count, self._N, self._K)
+        if group == "new":
+            yield beam.pvalue.TaggedOutput("new", (item, example))
+        else:
+            yield beam.pvalue.TaggedOutput("base" if group == "old" else "dropped",
+                                           _with_count(example, count))
+
+
+@beam.ptransform_fn
+def ItemFrequencySplit(examples: beam.PCollection, N: int, K: int):
+    """Serialized tf.Examples -> {split: serialized tf.Examples with `count`}, plus `stats`.
+
+    Old and dropped items stream through; only the rows of new items (at most N per item) are
+    grouped, so memory per worker is bounded by N rows.
+    """
+    check_params(N, K)
+    parsed = examples | "Parse" >> beam.Map(tf.train.Example.FromString)
+    counts = (parsed | "ItemOne" >> beam.Map(lambda e: (_key(e)[0], 1))
+              | "CountItems" >> beam.CombinePerKey(sum))
+    routed = parsed | "Route" >> beam.ParDo(_RouteByCount(N, K), beam.pvalue.AsDict(counts)) \
+        .with_outputs("base", "dropped", "new")
+    new_rows = (routed.new | "GroupNewItems" >> beam.GroupByKey()
+                | "SplitNewItems" >> beam.ParDo(_SplitNewItem(K)).with_outputs(*WARM_SPLITS, "test"))
+    out = {"base": routed.base, "dropped": routed.dropped,
+           **{name: new_rows[name] for name in (*WARM_SPLITS, "test")}}
+
+    row_counts = [out[name] | f"Count[{name}]" >> beam.combiners.Count.Globally()
+                  | f"Name[{name}]" >> beam.Map(lambda n, name=name: (name, n)) for name in SPLITS]
+    item_counts = (counts | "Group" >> beam.Map(lambda kv: (item_group(kv[1], N, K) + "_items", 1))
+                   | "CountGroups" >> beam.CombinePerKey(sum))
+    stats = ((*row_counts, item_counts) | "AllStats" >> beam.Flatten()
+             | "ToDict" >> beam.combiners.ToDict()
+             | "Complete" >> beam.Map(_complete_stats, N=N, K=K))
+    return out, stats
+
+
+def _complete_stats(stats: Dict[str, int], N: int, K: int) -> str:
+    full = {name: int(stats.get(name, 0)) for name in SPLITS}
+    full.update({key: int(stats.get(key, 0)) for key in ("old_items", "new_items", "dropped_items")})
+    full.update({"N": N, "K": K})
+    return json.dumps(full, sort_keys=True)

@@ -1,0 +1,58 @@
+"""TFX component: warm-up and per-phase evaluation of pretrained backbones (spec section 3)."""
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact, standard_artifacts
+
+from components import example_io
+from trainer import data, protocol, task
+
+METRICS_FILE = "phase_metrics.json"
+
+
+class PhaseEvaluation(artifact.Artifact):
+    """Per-seed, per-method, per-phase AUC and F1 (`phase_metrics.json`)."""
+
+    TYPE_NAME = "coldstart.PhaseEvaluation"
+
+
+def read_phase_metrics(uri: str) -> dict:
+    with tf.io.gfile.GFile(os.path.join(uri, METRICS_FILE)) as f:
+        return json.load(f)
+
+
+@component
+def WarmupEvaluate(
+    transformed_examples: InputArtifact[standard_artifacts.Examples],
+    transform_graph: InputArtifact[standard_artifacts.TransformGraph],
+    model: InputArtifact[standard_artifacts.Model],
+    evaluation: OutputArtifact[PhaseEvaluation],
+    methods: Parameter[str] = "base",
+) -> None:
+    """Cold / warm_a / warm_b / warm_c AUC and F1 on `test` for every pretrained seed."""
+    tft_output = tft.TFTransformOutput(transform_graph.uri)
+    spec = tft_output.transformed_feature_spec()
+    splits = {name: data.load_files(example_io.split_files(transformed_examples.uri, name), spec)
+              for name in ("warm_a", "warm_b", "warm_c", "test")}
+    model_dir = os.path.join(model.uri, "Format-Serving")
+    with tf.io.gfile.GFile(os.path.join(model_dir, "train_config.json")) as f:
+        train_config = json.load(f)
+    config = protocol.TrainConfig(**train_config["train"])
+    results = {}
+    for method in methods.split(","):
+        if method != "base":
+            raise ValueError(f"unknown cold-start method {method!r}; known: base")
+        per_seed = {}
+        for seed in train_config["seeds"]:
+            backbone = task.load(task.seed_dir(model_dir, seed), splits["test"])
+            log = protocol.Progress(prefix=f"{method} seed {seed} ")
+            per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed, log)
+        results[method] = per_seed
+    tf.io.gfile.makedirs(evaluation.uri)
+    with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
+        json.dump({"backbone": train_config["backbone"], "seeds": train_config["seeds"],
+                   "train": train_config["train"], "methods": results}, f, indent=1, sort_keys=True)

@@ -1,0 +1,100 @@
+"""The TFX graph: ExampleGen -> ItemSplitGen -> (ImportSchemaGen) Transform -> Trainer
+(pretrain) -> WarmupEvaluate -> ReportGen."""
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2, transform_pb2
+
+from components import movielens
+from components.item_split import SPLITS
+from components.report_component import ReportGen
+from components.split_component import ItemSplitGen
+from components.warmup_component import WarmupEvaluate
+import schemas
+
+TRANSFORMED_SPLITS = [s for s in SPLITS if s != "dropped"]
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    dataset: str,
+    N: int,
+    K: int,
+    backbone: str = "deepfm",
+    methods: Sequence[str] = ("base",),
+    seeds: Sequence[int] = (0,),
+    train: Optional[Dict[str, Any]] = None,
+    metadata_path: Optional[str] = None,
+    beam_pipeline_args: Optional[List[str]] = None,
+    enable_cache: bool = False,
+) -> tfx.dsl.Pipeline:
+    example_gen = FileBasedExampleGen(
+        input_base=data_root,
+        custom_executor_spec=executor_spec.BeamExecutorSpec(movielens.Executor),
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="all", pattern="*")]),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name="all", hash_buckets=1)])),
+    )
+    split = ItemSplitGen(examples=example_gen.outputs["examples"], N=N, K=K)
+    schema = tfx.components.ImportSchemaGen(schema_file=schemas.schema_path("movielens"))
+    transform = tfx.components.Transform(
+        examples=split.outputs["split_examples"],
+        schema=schema.outputs["schema"],
+        preprocessing_fn="trainer.preprocessing.preprocessing_fn",
+        # Statistics over the whole log, dropped items included (spec 1.7).
+        splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
+        disable_statistics=True,
+    )
+    run_config = {"dataset": dataset, "N": N, "K": K, "backbone": backbone,
+                  "methods": list(methods), "seeds": list(seeds), "train": dict(train or {})}
+    trainer = tfx.components.Trainer(
+        run_fn="trainer.task.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["base"]),
+        eval_args=tfx.proto.EvalArgs(splits=["test"]),
+        custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {})},
+    )
+    warmup = WarmupEvaluate(
+        transformed_examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        model=trainer.outputs["model"],
+        methods=",".join(methods),
+    )
+    report = ReportGen(split_examples=split.outputs["split_examples"],
+                       evaluation=warmup.outputs["evaluation"], dataset=dataset,
+                       run_config=json.dumps(run_config, sort_keys=True))
+    metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+                if metadata_path else None)
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, split, schema, transform, trainer, warmup, report],
+        metadata_connection_config=metadata,
+        beam_pipeline_args=beam_pipeline_args or [],
+        enable_cache=enable_cache,
+    )
+
+
+def latest_artifact_uri(metadata_path: str, type_name: str) -> str:
+    """URI of the newest artifact of `type_name` recorded in the sqlite MLMD store."""
+    from ml_metadata.metadata_store import metadata_store  # pylint: disable=import-outside-toplevel
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+    artifacts = store.get_artifacts_by_type(type_name)
+    if not artifacts:
+        raise RuntimeError(f"the pipeline produced no {type_name} artifact")
+    return max(artifacts, key=lambda a: a.id).uri
+
+
+def local_paths(output: str) -> Dict[str, str]:
+    return {"pipeline_root": os.path.join(output, "tfx"),
+            "metadata_path": os.path.join(output, "tfx", "metadata.sqlite")}

@@ -1,0 +1,69 @@
+"""report.json / report.md from the split statistics and the per-phase metrics (pure functions)."""
+from typing import Any, Dict
+
+import numpy as np
+
+from trainer import metrics
+from trainer.protocol import PHASES
+
+SPLIT_KEYS = ("base", "warm_a", "warm_b", "warm_c", "test", "dropped")
+
+
+def aggregate(per_seed: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
+    """{seed: {phase: {auc, f1}}} -> {phase: {auc, auc_std, f1}}; std is the population std."""
+    out = {}
+    for phase in PHASES:
+        aucs = np.array([run[phase]["auc"] for run in per_seed.values()])
+        f1s = np.array([run[phase]["f1"] for run in per_seed.values()])
+        out[phase] = {"auc": float(aucs.mean()), "auc_std": float(aucs.std()),
+                      "f1": float(f1s.mean())}
+    return out
+
+
+def build_report(dataset: str, N: int, K: int, split_stats: Dict[str, int],
+                 phase_metrics: Dict[str, Any], config: Dict[str, Any]) -> Dict[str, Any]:
+    methods = {name: aggregate(per_seed) for name, per_seed in phase_metrics["methods"].items()}
+    if "base" in methods:
+        for name, phases in methods.items():
+            for phase, values in phases.items():
+                values["rela_impr"] = metrics.rela_impr(values["auc"], methods["base"][phase]["auc"])
+    return {
+        "dataset": dataset, "backbone": phase_metrics["backbone"], "N": N, "K": K,
+        "runs": len(phase_metrics["seeds"]), "seeds": list(phase_metrics["seeds"]),
+        "splits": {**{key: split_stats[key] for key in SPLIT_KEYS},
+                   "old_items": split_stats["old_items"], "new_items": split_stats["new_items"]},
+        "methods": methods,
+        "per_seed": phase_metrics["methods"],
+        "config": config,
+    }
+
+
+def render_markdown(report: Dict[str, Any]) -> str:
+    s = report["splits"]
+    lines = [
+        f"# {report['dataset']} / {report['backbone']}: AUC per phase",
+        "",
+        f"N={report['N']}, K={report['K']}, {report['runs']} run(s), seeds {report['seeds']}. "
+        f"Splits (rows): base {s['base']:,}, warm_a {s['warm_a']:,}, warm_b {s['warm_b']:,}, "
+        f"warm_c {s['warm_c']:,}, test {s['test']:,}, dropped {s['dropped']:,}; "
+        f"{s['old_items']:,} old items, {s['new_items']:,} new items.",
+        "",
+        "| method | " + " | ".join(PHASES) + " |",
+        "|---|" + "---|" * len(PHASES),
+    ]
+    for name, phases in report["methods"].items():
+        cells = []
+        for phase in PHASES:
+            v = phases[phase]
+            cell = f"{v['auc']:.4f} ± {v['auc_std']:.4f}"
+            if name != "base" and "rela_impr" in v:
+                cell += f" ({v['rela_impr']:+.2f}%)"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "AUC: mean ± population std over runs; F1 (threshold = mean score):", "",
+              "| method | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
+    for name, phases in report["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{phases[p]['f1']:.4f}" for p in PHASES) + " |")
+    if "wall_seconds" in report:
+        lines += ["", f"Wall time: {report['wall_seconds']:.1f} s."]
+    return "\n".join(lines) + "\n"

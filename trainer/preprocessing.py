@@ -1,0 +1,58 @@
+"""tf.Transform preprocessing_fn (module file of the Transform component).
+
+Statistics come from every split the Transform analyzes; the pipeline analyzes the whole log
+(all six splits, `dropped` included), as the reference computes them before splitting (spec 1.7).
+- spr: vocabulary index, one OOV bucket -> [0, V].
+- seq: vocabulary index + 1, right-padded with 0 to L (0 never collides with a real token;
+  the reference pads with an index that is also a word, spec D19).
+- ctn: min-max scaled to [0, 1].
+"""
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import features
+
+FEATURES = features.MOVIELENS
+
+
+def vocab_name(field_name: str) -> str:
+    return f"vocab_{field_name}"
+
+
+def _dense_ids(sparse_ids: tf.SparseTensor, seq_len: int) -> tf.Tensor:
+    padded = tf.sparse.SparseTensor(sparse_ids.indices, sparse_ids.values + 1, sparse_ids.dense_shape)
+    batch = padded.dense_shape[0]
+    clipped = tf.sparse.slice(padded, [0, 0], [batch, seq_len])
+    clipped = tf.sparse.reset_shape(clipped, [batch, seq_len])
+    dense = tf.sparse.to_dense(clipped, default_value=0)
+    dense.set_shape([None, seq_len])
+    return dense
+
+
+def preprocessing_fn(inputs):
+    outputs = {}
+    for field in FEATURES.fields:
+        raw = inputs[field.name]
+        if field.kind == "spr":
+            ids = tft.compute_and_apply_vocabulary(
+                raw, num_oov_buckets=1, vocab_filename=vocab_name(field.name))
+            outputs[field.name] = tf.reshape(ids, [-1])
+        elif field.kind == "seq":
+            ids = tft.compute_and_apply_vocabulary(
+                raw, num_oov_buckets=1, vocab_filename=vocab_name(field.name))
+            outputs[field.name] = _dense_ids(ids, field.seq_len)
+        else:
+            value = tf.reshape(tf.cast(raw, tf.float32), [-1])
+            outputs[field.name] = tft.scale_to_0_1(value)
+    outputs[features.LABEL] = tf.reshape(inputs[features.LABEL], [-1])
+    return outputs
+
+
+def vocab_sizes(tf_transform_output: tft.TFTransformOutput) -> dict:
+    """Embedding table rows per spr/seq field: vocabulary + OOV bucket (+ padding for seq)."""
+    sizes = {}
+    for field in FEATURES.fields:
+        if field.kind in ("spr", "seq"):
+            size = tf_transform_output.vocabulary_size_by_name(vocab_name(field.name)) + 1
+            sizes[field.name] = size + (1 if field.kind == "seq" else 0)
+    return sizes

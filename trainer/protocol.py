@@ -1,0 +1,133 @@
+"""The training and evaluation protocol (spec section 3), independent of TFX.
+
+pretrain(all weights, base, 1 epoch) -> for each run:
+  evaluate(test) = cold; for warm in (warm_a, warm_b, warm_c): train the item-ID table only on
+  warm for 1 epoch, evaluate(test).
+Every training call builds a fresh optimizer over the variables it updates; the backbone runs in
+training mode (dropout on, BatchNorm on batch statistics, running statistics updated) in every
+training loop, frozen or not (spec 3.2, D12, D13).
+"""
+import dataclasses
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import features, metrics
+from trainer.optim import TorchAdam
+
+PHASES = ("cold", "warm_a", "warm_b", "warm_c")
+Arrays = Dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-6
+    batch_size: int = 2048
+    pretrain_epochs: int = 1
+    warm_epochs: int = 1
+
+
+def bce_from_logits(labels, logits):
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.float32), logits=logits))
+
+
+def batches(arrays: Arrays, batch_size: int, seed: Optional[int]) -> tf.data.Dataset:
+    """Shuffled (seed given) or ordered batches; the last batch may be short (drop_last=False)."""
+    dataset = tf.data.Dataset.from_tensor_slices(arrays)
+    if seed is not None:
+        n = len(next(iter(arrays.values())))
+        dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(2)
+
+
+def ensure_built(model: tf.keras.Model, arrays: Arrays) -> None:
+    if not model.built:
+        model({k: v[:2] for k, v in arrays.items()}, training=False)
+
+
+def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable],
+          config: TrainConfig, epochs: int, seed: int, log: Optional["Progress"] = None) -> List[float]:
+    """Trains `variables` of `model` on `arrays`; returns the mean BCE of each epoch."""
+    ensure_built(model, arrays)
+    optimizer = TorchAdam(variables, config.learning_rate, config.weight_decay)
+
+    @tf.function
+    def step(batch):
+        with tf.GradientTape() as tape:
+            logits = model(batch, training=True)
+            loss = bce_from_logits(batch[features.LABEL], logits)
+        optimizer.apply_gradients(tape.gradient(loss, variables))
+        return loss
+
+    losses = []
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        for index, batch in enumerate(batches(arrays, config.batch_size, seed + epoch)):
+            loss = float(step(batch))
+            total, count = total + loss, count + 1
+            if log:
+                log.batch(epoch, index, loss)
+        losses.append(total / max(count, 1))
+    return losses
+
+
+def predict(model: tf.keras.Model, arrays: Arrays, batch_size: int = 8192) -> np.ndarray:
+    """Click probabilities in eval mode."""
+    ensure_built(model, arrays)
+
+    @tf.function
+    def forward(batch):
+        return tf.sigmoid(model(batch, training=False))
+
+    return np.concatenate([forward(b).numpy() for b in batches(arrays, batch_size, None)])
+
+
+def evaluate(model: tf.keras.Model, arrays: Arrays) -> Dict[str, float]:
+    scores = predict(model, arrays)
+    labels = arrays[features.LABEL]
+    return {"auc": metrics.auc(labels, scores), "f1": metrics.f1_at_mean(labels, scores)}
+
+
+def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], config: TrainConfig,
+                         seed: int, log: Optional["Progress"] = None) -> Dict[str, Dict[str, float]]:
+    """The stage loop of spec 3.2 for the plain backbone; returns {phase: {auc, f1}}."""
+    tf.keras.utils.set_random_seed(seed)
+    results = {}
+    warm_splits = ("warm_a", "warm_b", "warm_c", None)
+    for phase, warm in zip(PHASES, warm_splits):
+        results[phase] = evaluate(model, splits["test"])
+        if log:
+            log.phase = "evaluate"
+            log.note(f"{phase}: auc {results[phase]['auc']:.4f} f1 {results[phase]['f1']:.4f}")
+        if warm:
+            if log:
+                log.start(f"warm-up on {warm}")
+            train(model, splits[warm], model.item_id_variables(), config, config.warm_epochs,
+                  seed=seed + 1000 * (1 + PHASES.index(phase)), log=log)
+    return results
+
+
+class Progress:
+    """Line-oriented progress (readable in CI logs): one line per phase and every `every` batches."""
+
+    def __init__(self, prefix: str = "", every: int = 50, stream=sys.stderr):
+        self.prefix, self.every, self.stream = prefix, every, stream
+        self.t0 = time.time()
+        self.phase = ""
+
+    def start(self, phase: str) -> None:
+        self.phase = phase
+        self.note("start")
+
+    def batch(self, epoch: int, index: int, loss: float) -> None:
+        if index % self.every == 0:
+            self.note(f"epoch {epoch} batch {index} loss {loss:.4f}")
+
+    def note(self, text: str) -> None:
+        print(f"[{time.time() - self.t0:7.1f}s] {self.prefix}{self.phase}: {text}",
+              file=self.stream, flush=True)
