@@ -78,7 +78,7 @@ class _SplitNewItem(beam.DoFn):
     def __init__(self, K: int):
         self._K = K
 
-    def process(self, element) -> Iterable[beam.pvalue.TaggedOutput]:
+    def process(self, element):
         _, examples = element
         ordered = sorted(examples, key=lambda e: _key(e)[1:])  # time, then user id: deterministic
         for example, split in zip(ordered, new_item_splits(len(ordered), self._K)):
@@ -89,7 +89,7 @@ class _RouteByCount(beam.DoFn):
     def __init__(self, N: int, K: int):
         self._N, self._K = N, K
 
-    def process(self, example: tf.train.Example, counts) -> Iterable:
+    def process(self, example: tf.train.Example, counts):
         item = _key(example)[0]
         count = counts[item]
         group = item_group(count, self._N, self._K)

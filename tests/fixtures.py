@@ -1,0 +1,25 @@
+"""Small, carefully built transformed batches for model tests."""
+import numpy as np
+
+from trainer import features
+
+VOCAB = {"user_id": 30, "gender": 3, "age": 8, "occupation": 22, "zip_code": 40, "item_id": 50,
+         "year": 12, "title": 60, "genres": 20}
+
+
+def batch(n=64, seed=0, config=features.MOVIELENS):
+    """Random ids within VOCAB; label depends on item parity so that a model can learn it."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for field in config.fields:
+        if field.kind == "spr":
+            out[field.name] = rng.integers(0, VOCAB[field.name], size=n, dtype=np.int64)
+        elif field.kind == "seq":
+            ids = rng.integers(1, VOCAB[field.name], size=(n, field.seq_len), dtype=np.int64)
+            lengths = rng.integers(1, field.seq_len + 1, size=n)
+            ids[np.arange(field.seq_len)[None, :] >= lengths[:, None]] = 0  # right padding
+            out[field.name] = ids
+        else:
+            out[field.name] = rng.random(n, dtype=np.float32)
+    out[features.LABEL] = (out["item_id"] % 2).astype(np.int64)
+    return out
