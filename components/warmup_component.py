@@ -9,7 +9,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, standard_artifacts
 
 from components import example_io
-from trainer import data, protocol, task
+from trainer import data, methods as methods_lib, protocol, task
 
 METRICS_FILE = "phase_metrics.json"
 
@@ -43,15 +43,15 @@ def WarmupEvaluate(
         train_config = json.load(f)
     config = protocol.TrainConfig(**train_config["train"])
     results = {}
-    for method in methods.split(","):
-        if method != "base":
-            raise ValueError(f"unknown cold-start method {method!r}; known: base")
+    for name in methods.split(","):
         per_seed = {}
         for seed in train_config["seeds"]:
+            method = methods_lib.build(name, seed=seed)
             backbone = task.load(task.seed_dir(model_dir, seed), splits["test"])
-            log = protocol.Progress(prefix=f"{method} seed {seed} ")
-            per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed, log)
-        results[method] = per_seed
+            log = protocol.Progress(prefix=f"{name} seed {seed} ")
+            per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed,
+                                                                method, log)
+        results[name] = per_seed
     tf.io.gfile.makedirs(evaluation.uri)
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump({"backbone": train_config["backbone"], "seeds": train_config["seeds"],

@@ -44,12 +44,23 @@ def run(args: argparse.Namespace) -> dict:
     from pipeline import report as report_lib  # pylint: disable=import-outside-toplevel
     from components.report_component import Report, write_report  # pylint: disable=import-outside-toplevel
     from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+    from components import item_split  # pylint: disable=import-outside-toplevel
+
+    from trainer import backbones, methods  # pylint: disable=import-outside-toplevel
 
     start = time.time()
+    if args.backbone not in backbones.BACKBONES:
+        raise ValueError(f"unknown backbone {args.backbone!r}; known: "
+                         f"{', '.join(sorted(backbones.BACKBONES))}")
+    for name in args.methods.split(","):
+        if name not in methods.METHODS:
+            raise ValueError(f"unknown cold-start method {name!r}; known: "
+                             f"{', '.join(sorted(methods.METHODS))}")
     default_n, default_k = datasets.DEFAULT_SPLIT[args.dataset]
     n, k = args.N or default_n, args.K or default_k
     if args.runs < 1:
-        raise datasets.DataError("--runs must be at least 1")
+        raise ValueError("--runs must be at least 1")
+    item_split.check_params(n, k)
     data_root = datasets.resolve(args.dataset, args.data_dir)
     output = os.path.abspath(args.output)
     paths = pipeline_lib.local_paths(output)
@@ -81,6 +92,11 @@ def main(argv=None) -> int:
     except (datasets.DataError, FileNotFoundError, ValueError) as err:
         print(f"coldstart: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # pylint: disable=broad-except
+        # Beam and TFX wrap the cause; its message is the useful part (the traceback is logged).
+        logging.exception("pipeline failed")
+        print(f"coldstart: error: the pipeline failed: {str(err).strip()[-2000:]}", file=sys.stderr)
+        return 1
     return 0
 
 

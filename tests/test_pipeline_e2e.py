@@ -107,3 +107,12 @@ class CliErrorsTest(tf.test.TestCase):
         with self.assertRaisesRegex(FileNotFoundError, "holds no MovieLens data"):
             cli.run(cli.parser().parse_args(
                 ["run", "--dataset", "ml-1m", "--data-dir", empty, "--output", empty]))
+
+    def test_unknown_names_fail_before_any_work(self):
+        out = self.create_tempdir().full_path
+        for flag, value, message in (("--backbone", "nope", "unknown backbone 'nope'"),
+                                     ("--methods", "base,nope", "unknown cold-start method 'nope'")):
+            with self.assertRaisesRegex(ValueError, message):
+                cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
+                                                 "--output", out, flag, value]))
+        self.assertEqual(os.listdir(out), [])

@@ -94,9 +94,12 @@ def evaluate(model: tf.keras.Model, arrays: Arrays) -> Dict[str, float]:
 
 
 def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], config: TrainConfig,
-                         seed: int, log: Optional["Progress"] = None) -> Dict[str, Dict[str, float]]:
-    """The stage loop of spec 3.2 for the plain backbone; returns {phase: {auc, f1}}."""
+                         seed: int, method=None,
+                         log: Optional["Progress"] = None) -> Dict[str, Dict[str, float]]:
+    """The stage loop of spec 3.2; returns {phase: {auc, f1}}. `method`: a ColdStartMethod."""
     tf.keras.utils.set_random_seed(seed)
+    if method is not None:
+        method.prepare(model, splits, config)
     results = {}
     warm_splits = ("warm_a", "warm_b", "warm_c", None)
     for phase, warm in zip(PHASES, warm_splits):
@@ -109,6 +112,8 @@ def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], confi
                 log.start(f"warm-up on {warm}")
             train(model, splits[warm], model.item_id_variables(), config, config.warm_epochs,
                   seed=seed + 1000 * (1 + PHASES.index(phase)), log=log)
+            if method is not None:
+                method.after_warm(model, warm, splits, config)
     return results
 
 
