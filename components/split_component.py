@@ -7,6 +7,7 @@ import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import (BeamComponentParameter, InputArtifact,
                                                         OutputArtifact, Parameter)
 from tfx.dsl.component.experimental.decorators import component
+from tfx.components.util import examples_utils
 from tfx.types import artifact_utils, standard_artifacts
 
 from components import example_io
@@ -48,5 +49,6 @@ def ItemSplitGen(
             os.path.join(split_examples.uri, STATS_FILE), shard_name_template="")
     split_examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
     split_examples.span = examples.span
+    examples_utils.set_payload_format(split_examples, examples_utils.get_payload_format(examples))
     for key, value in read_split_stats(split_examples.uri).items():
         split_examples.set_int_custom_property(key, int(value))

@@ -1,4 +1,8 @@
-"""Loading transformed splits into memory (they are small enough for the protocol's data sets)."""
+"""Loading transformed splits into memory (they are small enough for the protocol's data sets).
+
+Rows come back in a canonical order (sorted by every column), because Beam writes them in an
+order that can change from run to run; with it, a seed fixes the batches.
+"""
 from typing import Dict, Sequence
 
 import numpy as np
@@ -18,4 +22,14 @@ def load_files(files: Sequence[str], feature_spec: Dict[str, tf.io.FixedLenFeatu
             chunks[name].append(value)
     if not chunks or not next(iter(chunks.values())):
         raise ValueError(f"no rows in {list(files)}")
-    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+    arrays = {name: np.concatenate(parts) for name, parts in chunks.items()}
+    return canonical_order(arrays)
+
+
+def canonical_order(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    keys = []
+    for name in sorted(arrays):
+        column = arrays[name]
+        keys.extend(column.reshape(len(column), -1).T[::-1])
+    order = np.lexsort(keys[::-1]) if keys else np.arange(0)
+    return {name: column[order] for name, column in arrays.items()}

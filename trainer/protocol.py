@@ -29,6 +29,43 @@ class TrainConfig:
     batch_size: int = 2048
     pretrain_epochs: int = 1
     warm_epochs: int = 1
+    # "torch_adam" (default): the reference's PyTorch Adam, coupled L2 on dense gradients, so that
+    # never-trained item rows shrink to ~0 as in the reference runs (spec 3.6, D11).
+    # "keras_adam": tf.keras Adam with decoupled weight decay (those rows keep their init).
+    optimizer: str = "torch_adam"
+    # How the frozen backbone runs while only the item-ID table trains: "train" (default, the
+    # reference: dropout on, BatchNorm on batch statistics and updating its running statistics,
+    # spec D12/D13) or "inference" (the Keras convention for frozen layers).
+    frozen_mode: str = "train"
+
+    def __post_init__(self):
+        if self.optimizer not in ("torch_adam", "keras_adam"):
+            raise ValueError(f"optimizer must be torch_adam or keras_adam, not {self.optimizer!r}")
+        if self.frozen_mode not in ("train", "inference"):
+            raise ValueError(f"frozen_mode must be train or inference, not {self.frozen_mode!r}")
+
+
+class _KerasAdam:
+    """tf.keras Adam behind the TorchAdam interface."""
+
+    def __init__(self, variables, learning_rate, weight_decay):
+        self.variables = list(variables)
+        self.optimizer = tf.keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None)
+
+    def apply_gradients(self, grads):
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+
+
+def make_optimizer(config: TrainConfig, variables):
+    if config.optimizer == "keras_adam":
+        return _KerasAdam(variables, config.learning_rate, config.weight_decay)
+    return TorchAdam(variables, config.learning_rate, config.weight_decay)
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and TensorFlow seeds, and deterministic TensorFlow kernels."""
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def bce_from_logits(labels, logits):
@@ -51,15 +88,17 @@ def ensure_built(model: tf.keras.Model, arrays: Arrays) -> None:
 
 
 def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable],
-          config: TrainConfig, epochs: int, seed: int, log: Optional["Progress"] = None) -> List[float]:
-    """Trains `variables` of `model` on `arrays`; returns the mean BCE of each epoch."""
+          config: TrainConfig, epochs: int, seed: int, log: Optional["Progress"] = None,
+          training: bool = True) -> List[float]:
+    """Trains `variables` of `model` on `arrays` with a fresh optimizer; returns the mean BCE of
+    each epoch. `training`: the mode the whole model runs in (dropout, BatchNorm)."""
     ensure_built(model, arrays)
-    optimizer = TorchAdam(variables, config.learning_rate, config.weight_decay)
+    optimizer = make_optimizer(config, variables)
 
     @tf.function
     def step(batch):
         with tf.GradientTape() as tape:
-            logits = model(batch, training=True)
+            logits = model(batch, training=training)
             loss = bce_from_logits(batch[features.LABEL], logits)
         optimizer.apply_gradients(tape.gradient(loss, variables))
         return loss
@@ -97,7 +136,7 @@ def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], confi
                          seed: int, method=None,
                          log: Optional["Progress"] = None) -> Dict[str, Dict[str, float]]:
     """The stage loop of spec 3.2; returns {phase: {auc, f1}}. `method`: a ColdStartMethod."""
-    tf.keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     if method is not None:
         method.prepare(model, splits, config)
     results = {}
@@ -111,7 +150,8 @@ def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], confi
             if log:
                 log.start(f"warm-up on {warm}")
             train(model, splits[warm], model.item_id_variables(), config, config.warm_epochs,
-                  seed=seed + 1000 * (1 + PHASES.index(phase)), log=log)
+                  seed=seed + 1000 * (1 + PHASES.index(phase)), log=log,
+                  training=config.frozen_mode == "train")
             if method is not None:
                 method.after_warm(model, warm, splits, config)
     return results

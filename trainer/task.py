@@ -40,7 +40,7 @@ def load(directory: str, sample: protocol.Arrays) -> backbones.CTRBackbone:
 
 def pretrain(backbone: str, vocab_sizes, base: protocol.Arrays, config: protocol.TrainConfig,
              seed: int, log=None) -> backbones.CTRBackbone:
-    tf.keras.utils.set_random_seed(seed)
+    protocol.seed_everything(seed)
     model = backbones.build(backbone, preprocessing.FEATURES, vocab_sizes)
     protocol.ensure_built(model, base)
     protocol.train(model, base, model.trainable_variables, config, config.pretrain_epochs, seed, log)

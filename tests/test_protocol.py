@@ -1,0 +1,91 @@
+"""The warm-up protocol and its reference-semantics options (spec 3.2, 3.6, D11, D12)."""
+import numpy as np
+import tensorflow as tf
+
+from tests import fixtures
+from tests.test_backbones import build, snapshot
+from trainer import features, metrics, protocol
+from trainer.methods import ColdStartMethod
+
+
+def without_items(data, items):
+    keep = ~np.isin(data[features.ITEM_ID], items)
+    return {k: v[keep] for k, v in data.items()}
+
+
+class OptimizerSemanticsTest(tf.test.TestCase):
+
+    def _train_and_get_unseen_rows(self, optimizer):
+        model = build("deepfm")
+        unseen = [3, 4, 5]
+        data = without_items(fixtures.batch(512), unseen)
+        before = model.item_table.numpy()[unseen].copy()
+        protocol.train(model, data, model.trainable_variables,
+                       protocol.TrainConfig(batch_size=8, optimizer=optimizer), epochs=3, seed=0)
+        return before, model.item_table.numpy()[unseen]
+
+    def test_torch_adam_collapses_never_seen_item_rows(self):
+        before, after = self._train_and_get_unseen_rows("torch_adam")
+        self.assertGreater(np.abs(before).max(), 5e-3)
+        self.assertLess(np.abs(after).max(), 1e-4)
+
+    def test_keras_adam_keeps_never_seen_item_rows(self):
+        before, after = self._train_and_get_unseen_rows("keras_adam")
+        self.assertAllClose(before, after, atol=1e-7)
+
+    def test_bad_option_is_rejected(self):
+        with self.assertRaisesRegex(ValueError, "optimizer must be"):
+            protocol.TrainConfig(optimizer="sgd")
+
+
+class RecordingMethod(ColdStartMethod):
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def prepare(self, backbone, splits, config):
+        self.calls.append(("prepare", None))
+
+    def after_warm(self, backbone, warm_split, splits, config):
+        self.calls.append(("after_warm", warm_split))
+
+
+class StageLoopTest(tf.test.TestCase):
+
+    def _splits(self):
+        return {name: fixtures.batch(300, seed=i) for i, name in
+                enumerate(("warm_a", "warm_b", "warm_c", "test"))}
+
+    def test_phases_metrics_and_hooks(self):
+        model = build("deepfm")
+        splits = self._splits()
+        method = RecordingMethod()
+        cold_scores = protocol.predict(model, splits["test"])
+        results = protocol.warm_up_and_evaluate(model, splits, protocol.TrainConfig(batch_size=64),
+                                                seed=0, method=method)
+        self.assertEqual(list(results), ["cold", "warm_a", "warm_b", "warm_c"])
+        labels = splits["test"][features.LABEL]
+        self.assertAllClose(results["cold"]["auc"], metrics.auc(labels, cold_scores))
+        self.assertAllClose(results["cold"]["f1"], metrics.f1_at_mean(labels, cold_scores))
+        self.assertAllClose(results["warm_c"]["auc"],
+                            metrics.auc(labels, protocol.predict(model, splits["test"])))
+        self.assertEqual(method.calls, [("prepare", None), ("after_warm", "warm_a"),
+                                        ("after_warm", "warm_b"), ("after_warm", "warm_c")])
+
+    def test_same_seed_same_result(self):
+        runs = [protocol.warm_up_and_evaluate(build("deepfm"), self._splits(),
+                                              protocol.TrainConfig(batch_size=64), seed=5)
+                for _ in range(2)]
+        self.assertEqual(runs[0], runs[1])
+
+    def test_frozen_mode_decides_batchnorm_statistics(self):
+        for mode, moves in (("train", True), ("inference", False)):
+            model = build("deepfm")
+            moving = snapshot(model.non_trainable_variables)
+            protocol.warm_up_and_evaluate(model, self._splits(),
+                                          protocol.TrainConfig(batch_size=64, frozen_mode=mode), 0)
+            after = snapshot(model.non_trainable_variables)
+            changed = any(not np.array_equal(moving[n], after[n]) for n in moving)
+            self.assertEqual(changed, moves, mode)
