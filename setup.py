@@ -12,6 +12,7 @@ INSTALL_REQUIRES = [
     "apache-beam[gcp]",
     "tensorflow-transform",
     "scikit-learn",
+    "matplotlib",
 ]
 
 setuptools.setup(

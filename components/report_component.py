@@ -7,6 +7,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, standard_artifacts
 
+from components import tfma_check
 from components.split_component import read_split_stats
 from components.warmup_component import PhaseEvaluation, read_phase_metrics
 from pipeline import report as report_lib
@@ -19,23 +20,31 @@ class Report(artifact.Artifact):
 
 
 def write_report(directory: str, report: dict) -> None:
+    """report.json, report.md and auc_by_phase.png of one backbone."""
     tf.io.gfile.makedirs(directory)
     with tf.io.gfile.GFile(os.path.join(directory, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     with tf.io.gfile.GFile(os.path.join(directory, "report.md"), "w") as f:
         f.write(report_lib.render_markdown(report))
+    report_lib.plot_auc_by_phase({report["backbone"]: report},
+                                 os.path.join(directory, "auc_by_phase.png"))
 
 
 @component
 def ReportGen(
     split_examples: InputArtifact[standard_artifacts.Examples],
     evaluation: InputArtifact[PhaseEvaluation],
+    tfma_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
     report: OutputArtifact[Report],
     dataset: Parameter[str],
     run_config: Parameter[str] = "{}",
 ) -> None:
-    """Writes the report into its artifact; `run_config` (JSON) is carried into report.json."""
+    """Writes the report into its artifact; `run_config` (JSON) is carried into report.json, and
+    the TFMA Evaluator's AUC is checked against ours (`tfma` key)."""
     stats = read_split_stats(split_examples.uri)
-    write_report(report.uri, report_lib.build_report(
-        dataset, stats["N"], stats["K"], stats, read_phase_metrics(evaluation.uri),
-        json.loads(run_config)))
+    phase_metrics = read_phase_metrics(evaluation.uri)
+    result = report_lib.build_report(dataset, stats["N"], stats["K"], stats, phase_metrics,
+                                     json.loads(run_config))
+    result["tfma"] = tfma_check.compare(tfma_check.read_auc(tfma_evaluation.uri),
+                                        phase_metrics["methods"])
+    write_report(report.uri, result)

@@ -1,4 +1,9 @@
-"""TFX component: warm-up and per-phase evaluation of pretrained backbones (spec section 3)."""
+"""TFX component: warm-up and per-phase evaluation of pretrained backbones (spec section 3).
+
+Besides the metrics it writes every test prediction of every (method, seed, phase) as an Examples
+artifact (split `test`: label, prediction, method, seed, phase, item_id), which the pipeline's
+TFMA Evaluator slices, so that the standard TFX tooling shows the same numbers.
+"""
 import json
 import os
 
@@ -6,10 +11,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import artifact, standard_artifacts
+from tfx.types import artifact, artifact_utils, standard_artifacts
 
 from components import example_io
-from trainer import data, methods as methods_lib, protocol, task
+from trainer import data, features, methods as methods_lib, protocol, task
 
 METRICS_FILE = "phase_metrics.json"
 
@@ -31,6 +36,7 @@ def WarmupEvaluate(
     transform_graph: InputArtifact[standard_artifacts.TransformGraph],
     model: InputArtifact[standard_artifacts.Model],
     evaluation: OutputArtifact[PhaseEvaluation],
+    predictions: OutputArtifact[standard_artifacts.Examples],
     methods: Parameter[str] = "base",
 ) -> None:
     """Cold / warm_a / warm_b / warm_c AUC and F1 on `test` for every pretrained seed."""
@@ -43,16 +49,42 @@ def WarmupEvaluate(
         train_config = json.load(f)
     config = protocol.TrainConfig(**train_config["train"])
     results = {}
+    writer = _PredictionWriter(predictions, splits["test"])
     for name in methods.split(","):
         per_seed = {}
         for seed in train_config["seeds"]:
             method = methods_lib.build(name, seed=seed)
             backbone = task.load(task.seed_dir(model_dir, seed), splits["test"])
             log = protocol.Progress(prefix=f"{name} seed {seed} ")
+            scores = []
             per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed,
-                                                                method, log)
+                                                                method, log, scores)
+            writer.write(name, seed, scores)
         results[name] = per_seed
+    writer.close()
     tf.io.gfile.makedirs(evaluation.uri)
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump({"backbone": train_config["backbone"], "seeds": train_config["seeds"],
                    "train": train_config["train"], "methods": results}, f, indent=1, sort_keys=True)
+
+
+class _PredictionWriter:
+    """Writes test predictions as tf.Examples into `Split-test` of an Examples artifact."""
+
+    def __init__(self, artifact, test):
+        self._labels = test[features.LABEL]
+        self._items = test[features.ITEM_ID]
+        path = os.path.join(artifact.uri, "Split-test", "predictions.gz")
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        self._writer = tf.io.TFRecordWriter(path, options="GZIP")
+        artifact.split_names = artifact_utils.encode_split_names(["test"])
+
+    def write(self, method, seed, scores_by_phase):
+        for phase, scores in zip(protocol.PHASES, scores_by_phase):
+            for label, item, score in zip(self._labels, self._items, scores):
+                self._writer.write(example_io.to_example({
+                    "label": int(label), "prediction": float(score), "method": method,
+                    "seed": str(seed), "phase": phase, "item_id": int(item)}).SerializeToString())
+
+    def close(self):
+        self._writer.close()

@@ -13,10 +13,6 @@ from pipeline import datasets
 DEFAULT_BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
-def _ints(text: str):
-    return [int(x) for x in text.split(",") if x]
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coldstart", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -24,7 +20,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", choices=sorted(datasets.DEFAULT_SPLIT), default="ml-100k")
     run.add_argument("--data-dir", help="input folder (ml-1m), or the download cache (ml-100k; "
                      "default $COLDSTART_DATA_DIR or ~/.cache/coldstart)")
-    run.add_argument("--backbone", default="deepfm")
+    run.add_argument("--backbone", default="deepfm",
+                     help="comma-separated backbones; several write OUT/<backbone>/report.json")
     run.add_argument("--methods", default="base", help="comma-separated cold-start methods")
     run.add_argument("--runs", type=int, default=1, help="repetitions with seeds S..S+R-1")
     run.add_argument("--seed", type=int, default=0)
@@ -32,6 +29,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--K", type=int, help="rows per new item in each warm split")
     run.add_argument("--batch-size", type=int, default=2048)
     run.add_argument("--pretrain-epochs", type=int, default=1)
+    run.add_argument("--optimizer", choices=("torch_adam", "keras_adam"), default="torch_adam",
+                     help="torch_adam: the reference's Adam (coupled L2, dense gradients)")
+    run.add_argument("--frozen-mode", choices=("train", "inference"), default="train",
+                     help="mode of the frozen backbone while item IDs train (train: reference)")
     run.add_argument("--output", required=True, help="output folder (report + TFX artifacts)")
     run.add_argument("--beam-arg", action="append", default=None,
                      help="Beam pipeline argument, repeatable (default: in-process DirectRunner)")
@@ -49,9 +50,11 @@ def run(args: argparse.Namespace) -> dict:
     from trainer import backbones, methods  # pylint: disable=import-outside-toplevel
 
     start = time.time()
-    if args.backbone not in backbones.BACKBONES:
-        raise ValueError(f"unknown backbone {args.backbone!r}; known: "
-                         f"{', '.join(sorted(backbones.BACKBONES))}")
+    backbone_names = args.backbone.split(",")
+    for name in backbone_names:
+        if name not in backbones.BACKBONES:
+            raise ValueError(f"unknown backbone {name!r}; known: "
+                             f"{', '.join(sorted(backbones.BACKBONES))}")
     for name in args.methods.split(","):
         if name not in methods.METHODS:
             raise ValueError(f"unknown cold-start method {name!r}; known: "
@@ -68,20 +71,36 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(paths["pipeline_root"])
     os.makedirs(paths["pipeline_root"], exist_ok=True)
     seeds = list(range(args.seed, args.seed + args.runs))
-    train = {"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs}
+    train = {"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
+             "optimizer": args.optimizer, "frozen_mode": args.frozen_mode}
     tfx_pipeline = pipeline_lib.create_pipeline(
         pipeline_name=f"coldstart-{args.dataset}", pipeline_root=paths["pipeline_root"],
-        data_root=data_root, dataset=args.dataset, N=n, K=k, backbone=args.backbone,
+        data_root=data_root, dataset=args.dataset, N=n, K=k, backbones=backbone_names,
         methods=args.methods.split(","), seeds=seeds, train=train,
         metadata_path=paths["metadata_path"], beam_pipeline_args=args.beam_arg or DEFAULT_BEAM_ARGS)
     tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
-    report_dir = pipeline_lib.latest_artifact_uri(paths["metadata_path"], Report.TYPE_NAME)
-    with open(os.path.join(report_dir, "report.json")) as f:
-        report = json.load(f)
-    report["wall_seconds"] = round(time.time() - start, 1)
-    write_report(output, report)
-    print(report_lib.render_markdown(report))
-    return report
+    reports = {}
+    for uri in pipeline_lib.artifact_uris(paths["metadata_path"], Report.TYPE_NAME,
+                                          since_ms=int(start * 1000)):
+        with open(os.path.join(uri, "report.json")) as f:
+            report = json.load(f)
+        reports[report["backbone"]] = report
+    missing = set(backbone_names) - set(reports)
+    if missing:
+        raise RuntimeError(f"the pipeline wrote no report for {sorted(missing)}")
+    reports = {name: reports[name] for name in backbone_names}
+    for report in reports.values():
+        report["wall_seconds"] = round(time.time() - start, 1)
+    if len(reports) == 1:
+        write_report(output, next(iter(reports.values())))
+    else:
+        for name, report in reports.items():
+            write_report(os.path.join(output, name), report)
+        with open(os.path.join(output, "report.md"), "w") as f:
+            f.write(report_lib.render_combined(reports))
+        report_lib.plot_auc_by_phase(reports, os.path.join(output, "auc_by_phase.png"))
+    print(report_lib.render_combined(reports))
+    return reports
 
 
 def main(argv=None) -> int:

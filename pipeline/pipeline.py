@@ -1,5 +1,5 @@
-"""The TFX graph: ExampleGen -> ItemSplitGen -> (ImportSchemaGen) Transform -> Trainer
-(pretrain) -> WarmupEvaluate -> ReportGen."""
+"""The TFX graph: ExampleGen -> ItemSplitGen -> (ImportSchemaGen) Transform -> per backbone:
+Trainer (pretrain) -> WarmupEvaluate -> Evaluator (TFMA, sliced by phase) -> ReportGen."""
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -9,7 +9,7 @@ from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, transform_pb2
 
-from components import movielens
+from components import movielens, tfma_check
 from components.item_split import SPLITS
 from components.report_component import ReportGen
 from components.split_component import ItemSplitGen
@@ -26,7 +26,7 @@ def create_pipeline(
     dataset: str,
     N: int,
     K: int,
-    backbone: str = "deepfm",
+    backbones: Sequence[str] = ("deepfm",),
     methods: Sequence[str] = ("base",),
     seeds: Sequence[int] = (0,),
     train: Optional[Dict[str, Any]] = None,
@@ -52,47 +52,62 @@ def create_pipeline(
         splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
         disable_statistics=True,
     )
-    run_config = {"dataset": dataset, "N": N, "K": K, "backbone": backbone,
-                  "methods": list(methods), "seeds": list(seeds), "train": dict(train or {})}
-    trainer = tfx.components.Trainer(
-        run_fn="trainer.task.run_fn",
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["base"]),
-        eval_args=tfx.proto.EvalArgs(splits=["test"]),
-        custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {})},
-    )
-    warmup = WarmupEvaluate(
-        transformed_examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        model=trainer.outputs["model"],
-        methods=",".join(methods),
-    )
-    report = ReportGen(split_examples=split.outputs["split_examples"],
-                       evaluation=warmup.outputs["evaluation"], dataset=dataset,
-                       run_config=json.dumps(run_config, sort_keys=True))
+    per_backbone = []
+    for backbone in backbones:
+        run_config = {"dataset": dataset, "N": N, "K": K, "backbone": backbone,
+                      "methods": list(methods), "seeds": list(seeds), "train": dict(train or {})}
+        trainer = tfx.components.Trainer(
+            run_fn="trainer.task.run_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["base"]),
+            eval_args=tfx.proto.EvalArgs(splits=["test"]),
+            custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {})},
+        ).with_id(f"Trainer.{backbone}")
+        warmup = WarmupEvaluate(
+            transformed_examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            model=trainer.outputs["model"],
+            methods=",".join(methods),
+        ).with_id(f"WarmupEvaluate.{backbone}")
+        evaluator = tfx.components.Evaluator(
+            examples=warmup.outputs["predictions"], eval_config=tfma_check.eval_config(),
+            example_splits=["test"]).with_id(f"Evaluator.{backbone}")
+        report = ReportGen(split_examples=split.outputs["split_examples"],
+                           evaluation=warmup.outputs["evaluation"],
+                           tfma_evaluation=evaluator.outputs["evaluation"], dataset=dataset,
+                           run_config=json.dumps(run_config, sort_keys=True),
+                           ).with_id(f"ReportGen.{backbone}")
+        per_backbone += [trainer, warmup, evaluator, report]
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                 if metadata_path else None)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, split, schema, transform, trainer, warmup, report],
+        components=[example_gen, split, schema, transform, *per_backbone],
         metadata_connection_config=metadata,
         beam_pipeline_args=beam_pipeline_args or [],
         enable_cache=enable_cache,
     )
 
 
-def latest_artifact_uri(metadata_path: str, type_name: str) -> str:
-    """URI of the newest artifact of `type_name` recorded in the sqlite MLMD store."""
+def artifact_uris(metadata_path: str, type_name: str, since_ms: int = 0) -> List[str]:
+    """URIs of the artifacts of `type_name` in the sqlite MLMD store created at or after
+    `since_ms` (milliseconds since the epoch), oldest first."""
     from ml_metadata.metadata_store import metadata_store  # pylint: disable=import-outside-toplevel
     store = metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
-    artifacts = store.get_artifacts_by_type(type_name)
-    if not artifacts:
+    artifacts = [a for a in store.get_artifacts_by_type(type_name)
+                 if a.create_time_since_epoch >= since_ms]
+    return [a.uri for a in sorted(artifacts, key=lambda a: a.id)]
+
+
+def latest_artifact_uri(metadata_path: str, type_name: str) -> str:
+    uris = artifact_uris(metadata_path, type_name)
+    if not uris:
         raise RuntimeError(f"the pipeline produced no {type_name} artifact")
-    return max(artifacts, key=lambda a: a.id).uri
+    return uris[-1]
 
 
 def local_paths(output: str) -> Dict[str, str]:

@@ -67,3 +67,30 @@ def render_markdown(report: Dict[str, Any]) -> str:
     if "wall_seconds" in report:
         lines += ["", f"Wall time: {report['wall_seconds']:.1f} s."]
     return "\n".join(lines) + "\n"
+
+
+def plot_auc_by_phase(reports: Dict[str, Dict[str, Any]], path: str) -> None:
+    """One panel per backbone, one line per method across cold -> warm_c (error bars: std)."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    fig, axes = plt.subplots(1, len(reports), figsize=(4.5 * len(reports), 3.6), squeeze=False)
+    for ax, (backbone, report) in zip(axes[0], reports.items()):
+        for name, phases in report["methods"].items():
+            ax.errorbar(range(len(PHASES)), [phases[p]["auc"] for p in PHASES],
+                        yerr=[phases[p]["auc_std"] for p in PHASES], marker="o", capsize=3,
+                        label=name)
+        ax.set_xticks(range(len(PHASES)), [p.replace("_", "-") for p in PHASES])
+        ax.set_title(f"{report['dataset']} / {backbone} ({report['runs']} runs)")
+        ax.set_ylabel("test AUC")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render_combined(reports: Dict[str, Dict[str, Any]]) -> str:
+    """Markdown with one table per backbone (for runs over several backbones)."""
+    return "\n".join(render_markdown(report) for report in reports.values())

@@ -47,7 +47,7 @@ def write_log(directory, seed=0):
 
 class PipelineEndToEndTest(tf.test.TestCase):
 
-    def test_run_writes_report_with_exact_splits_and_reloadable_models(self):
+    def test_two_backbones_exact_splits_reports_and_reloadable_models(self):
         root = self.create_tempdir().full_path
         data_dir = os.path.join(root, "ml")
         os.makedirs(data_dir)
@@ -55,10 +55,17 @@ class PipelineEndToEndTest(tf.test.TestCase):
         out = os.path.join(root, "out")
         code = cli.main(["run", "--dataset", "ml-1m", "--data-dir", data_dir, "--N", str(N),
                          "--K", str(K), "--runs", "2", "--seed", "7", "--batch-size", "64",
-                         "--output", out])
+                         "--backbone", "deepfm,dcn", "--output", out])
         self.assertEqual(code, 0)
-        with open(os.path.join(out, "report.json")) as f:
+        with open(os.path.join(out, "deepfm", "report.json")) as f:
             report = json.load(f)
+        with open(os.path.join(out, "dcn", "report.json")) as f:
+            dcn_report = json.load(f)
+        self.assertEqual(dcn_report["backbone"], "dcn")
+        self.assertEqual(dcn_report["splits"], report["splits"])
+        self.assertNotEqual(dcn_report["methods"], report["methods"])
+        for name in ("auc_by_phase.png", "deepfm/auc_by_phase.png", "dcn/report.md"):
+            self.assertTrue(os.path.getsize(os.path.join(out, name)) > 0, name)
 
         expected = split_log(rows, N, K)
         counts = {name: expected.count(name) for name in
@@ -79,14 +86,21 @@ class PipelineEndToEndTest(tf.test.TestCase):
             self.assertAllClose(values["auc_std"], np.std(per_seed))
             self.assertEqual(values["rela_impr"], 0.0)
         self.assertGreater(report["wall_seconds"], 0)
+        # The TFMA Evaluator, run on the same predictions, agrees with our AUC.
+        self.assertLess(report["tfma"]["max_abs_auc_diff"], 1e-3)
+        self.assertEqual(sorted(report["tfma"]["pooled_auc"]["base"]), sorted(protocol.PHASES))
         with open(os.path.join(out, "report.md")) as f:
-            self.assertIn("| base | ", f.read())
+            combined = f.read()
+        self.assertIn("# ml-1m / deepfm", combined)
+        self.assertIn("# ml-1m / dcn", combined)
 
         # Round trip: the pretrained model saved by the Trainer, reloaded, gives the cold AUC.
         metadata = pipeline_lib.local_paths(out)["metadata_path"]
-        transformed = pipeline_lib.latest_artifact_uri(metadata, "Examples")
+        transformed = [uri for uri in pipeline_lib.artifact_uris(metadata, "Examples")
+                       if "/Transform/" in uri][0]
         graph = pipeline_lib.latest_artifact_uri(metadata, "TransformGraph")
-        model_uri = pipeline_lib.latest_artifact_uri(metadata, "Model")
+        model_uri = [uri for uri in pipeline_lib.artifact_uris(metadata, "Model")
+                     if "Trainer.deepfm" in uri][0]
         spec = tft.TFTransformOutput(graph).transformed_feature_spec()
         test = data.load_files(example_io.split_files(transformed, "test"), spec)
         self.assertLen(test["label"], counts["test"])

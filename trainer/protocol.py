@@ -126,23 +126,28 @@ def predict(model: tf.keras.Model, arrays: Arrays, batch_size: int = 8192) -> np
     return np.concatenate([forward(b).numpy() for b in batches(arrays, batch_size, None)])
 
 
-def evaluate(model: tf.keras.Model, arrays: Arrays) -> Dict[str, float]:
+def evaluate(model: tf.keras.Model, arrays: Arrays, scores_out: Optional[list] = None
+             ) -> Dict[str, float]:
+    """AUC and F1 on `arrays`; the scores are appended to `scores_out` when given."""
     scores = predict(model, arrays)
+    if scores_out is not None:
+        scores_out.append(scores)
     labels = arrays[features.LABEL]
     return {"auc": metrics.auc(labels, scores), "f1": metrics.f1_at_mean(labels, scores)}
 
 
 def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], config: TrainConfig,
-                         seed: int, method=None,
-                         log: Optional["Progress"] = None) -> Dict[str, Dict[str, float]]:
-    """The stage loop of spec 3.2; returns {phase: {auc, f1}}. `method`: a ColdStartMethod."""
+                         seed: int, method=None, log: Optional["Progress"] = None,
+                         scores_out: Optional[list] = None) -> Dict[str, Dict[str, float]]:
+    """The stage loop of spec 3.2; returns {phase: {auc, f1}}. `method`: a ColdStartMethod.
+    `scores_out` (optional) receives the test scores of each phase, in phase order."""
     seed_everything(seed)
     if method is not None:
         method.prepare(model, splits, config)
     results = {}
     warm_splits = ("warm_a", "warm_b", "warm_c", None)
     for phase, warm in zip(PHASES, warm_splits):
-        results[phase] = evaluate(model, splits["test"])
+        results[phase] = evaluate(model, splits["test"], scores_out)
         if log:
             log.phase = "evaluate"
             log.note(f"{phase}: auc {results[phase]['auc']:.4f} f1 {results[phase]['f1']:.4f}")
