@@ -34,10 +34,10 @@ def write_report(directory: str, report: dict) -> None:
 def ReportGen(
     split_examples: InputArtifact[standard_artifacts.Examples],
     evaluation: InputArtifact[PhaseEvaluation],
-    tfma_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
     report: OutputArtifact[Report],
     dataset: Parameter[str],
     run_config: Parameter[str] = "{}",
+    tfma_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
 ) -> None:
     """Writes the report into its artifact; `run_config` (JSON) is carried into report.json, and
     the TFMA Evaluator's AUC is checked against ours (`tfma` key)."""
@@ -45,6 +45,7 @@ def ReportGen(
     phase_metrics = read_phase_metrics(evaluation.uri)
     result = report_lib.build_report(dataset, stats["N"], stats["K"], stats, phase_metrics,
                                      json.loads(run_config))
-    result["tfma"] = tfma_check.compare(tfma_check.read_auc(tfma_evaluation.uri),
-                                        phase_metrics["methods"])
+    if tfma_evaluation is not None:
+        result["tfma"] = tfma_check.compare(tfma_check.read_auc(tfma_evaluation.uri),
+                                            phase_metrics["methods"])
     write_report(report.uri, result)

@@ -40,11 +40,15 @@ def read_auc(evaluation_uri: str) -> Dict[Tuple[str, ...], float]:
 
 
 def compare(tfma_auc: Dict[Tuple[str, ...], float], per_seed: Dict[str, dict]) -> dict:
-    """Largest |TFMA AUC - our AUC| over (method, seed, phase), and TFMA's per-phase AUC."""
+    """Largest |TFMA AUC - our AUC| over the (method, seed, phase) TFMA saw, the seeds it saw,
+    and TFMA's per-phase AUC pooled over those seeds."""
     diffs = [abs(tfma_auc[(method, seed, phase)] - values["auc"])
              for method, seeds in per_seed.items() for seed, phases in seeds.items()
-             for phase, values in phases.items()]
+             for phase, values in phases.items() if (method, seed, phase) in tfma_auc]
+    if not diffs:
+        raise ValueError("the TFMA evaluation has no (method, seed, phase) slice of this run")
     by_phase = {method: {phase: auc for (m, *rest), auc in tfma_auc.items()
                          if m == method and len(rest) == 1 for phase in rest}
                 for method in per_seed}
-    return {"max_abs_auc_diff": max(diffs), "pooled_auc": by_phase}
+    seeds = sorted({key[1] for key in tfma_auc if len(key) == 3})
+    return {"max_abs_auc_diff": max(diffs), "seeds": seeds, "pooled_auc": by_phase}

@@ -22,7 +22,9 @@ def parser() -> argparse.ArgumentParser:
                      "default $COLDSTART_DATA_DIR or ~/.cache/coldstart)")
     run.add_argument("--backbone", default="deepfm",
                      help="comma-separated backbones; several write OUT/<backbone>/report.json")
-    run.add_argument("--methods", default="base", help="comma-separated cold-start methods")
+    run.add_argument("--methods", default="base",
+                     help="comma-separated cold-start methods; NAME/VARIANT labels a variant "
+                          "with its own --set options (e.g. base,csdm,csdm/code)")
     run.add_argument("--runs", type=int, default=1, help="repetitions with seeds S..S+R-1")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--N", type=int, help="old items have more than N rows (default per dataset)")
@@ -36,8 +38,31 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--output", required=True, help="output folder (report + TFX artifacts)")
     run.add_argument("--beam-arg", action="append", default=None,
                      help="Beam pipeline argument, repeatable (default: in-process DirectRunner)")
+    run.add_argument("--set", dest="method_options", action="append", default=[],
+                     metavar="METHOD.OPTION=VALUE",
+                     help="cold-start method option, repeatable (e.g. csdm.iters=2)")
+    run.add_argument("--tfma-seeds", type=int, default=1,
+                     help="seeds whose predictions the TFMA Evaluator checks (0: no Evaluator)")
     run.add_argument("--fresh", action="store_true", help="delete OUT/tfx before running")
+    run.add_argument("--cache", action="store_true",
+                     help="reuse unchanged component outputs of earlier runs in OUT/tfx")
     return p
+
+
+def parse_method_options(items) -> dict:
+    """["csdm.iters=2", "csdm.forward_coef=c"] -> {"csdm": {"iters": 2, "forward_coef": "c"}}."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, option = key.partition(".")
+        if not sep or not dot or not method or not option:
+            raise ValueError(f"--set takes METHOD.OPTION=VALUE, not {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        options.setdefault(method, {})[option] = parsed
+    return options
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -55,10 +80,12 @@ def run(args: argparse.Namespace) -> dict:
         if name not in backbones.BACKBONES:
             raise ValueError(f"unknown backbone {name!r}; known: "
                              f"{', '.join(sorted(backbones.BACKBONES))}")
-    for name in args.methods.split(","):
-        if name not in methods.METHODS:
-            raise ValueError(f"unknown cold-start method {name!r}; known: "
-                             f"{', '.join(sorted(methods.METHODS))}")
+    method_names = args.methods.split(",")
+    method_options = parse_method_options(args.method_options)
+    for name in set(method_options) - set(method_names):
+        raise ValueError(f"--set names {name!r}, which is not in --methods {args.methods}")
+    for name in method_names:  # unknown methods and options fail here, before any work
+        methods.build(name, **method_options.get(name, {}))
     default_n, default_k = datasets.DEFAULT_SPLIT[args.dataset]
     n, k = args.N or default_n, args.K or default_k
     if args.runs < 1:
@@ -76,8 +103,9 @@ def run(args: argparse.Namespace) -> dict:
     tfx_pipeline = pipeline_lib.create_pipeline(
         pipeline_name=f"coldstart-{args.dataset}", pipeline_root=paths["pipeline_root"],
         data_root=data_root, dataset=args.dataset, N=n, K=k, backbones=backbone_names,
-        methods=args.methods.split(","), seeds=seeds, train=train,
-        metadata_path=paths["metadata_path"], beam_pipeline_args=args.beam_arg or DEFAULT_BEAM_ARGS)
+        methods=method_names, method_options=method_options, seeds=seeds, train=train,
+        metadata_path=paths["metadata_path"], beam_pipeline_args=args.beam_arg or DEFAULT_BEAM_ARGS,
+        enable_cache=args.cache, tfma_seeds=args.tfma_seeds)
     tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
     reports = {}
     for uri in pipeline_lib.artifact_uris(paths["metadata_path"], Report.TYPE_NAME,

@@ -28,12 +28,15 @@ def create_pipeline(
     K: int,
     backbones: Sequence[str] = ("deepfm",),
     methods: Sequence[str] = ("base",),
+    method_options: Optional[Dict[str, Dict[str, Any]]] = None,
     seeds: Sequence[int] = (0,),
     train: Optional[Dict[str, Any]] = None,
     metadata_path: Optional[str] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = False,
+    tfma_seeds: int = 1,
 ) -> tfx.dsl.Pipeline:
+    """`tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none)."""
     example_gen = FileBasedExampleGen(
         input_base=data_root,
         custom_executor_spec=executor_spec.BeamExecutorSpec(movielens.Executor),
@@ -55,7 +58,8 @@ def create_pipeline(
     per_backbone = []
     for backbone in backbones:
         run_config = {"dataset": dataset, "N": N, "K": K, "backbone": backbone,
-                      "methods": list(methods), "seeds": list(seeds), "train": dict(train or {})}
+                      "methods": list(methods), "method_options": method_options or {},
+                      "seeds": list(seeds), "train": dict(train or {})}
         trainer = tfx.components.Trainer(
             run_fn="trainer.task.run_fn",
             examples=transform.outputs["transformed_examples"],
@@ -70,16 +74,22 @@ def create_pipeline(
             transform_graph=transform.outputs["transform_graph"],
             model=trainer.outputs["model"],
             methods=",".join(methods),
+            method_options=json.dumps(method_options or {}, sort_keys=True),
+            prediction_seeds=tfma_seeds,
         ).with_id(f"WarmupEvaluate.{backbone}")
-        evaluator = tfx.components.Evaluator(
-            examples=warmup.outputs["predictions"], eval_config=tfma_check.eval_config(),
-            example_splits=["test"]).with_id(f"Evaluator.{backbone}")
-        report = ReportGen(split_examples=split.outputs["split_examples"],
-                           evaluation=warmup.outputs["evaluation"],
-                           tfma_evaluation=evaluator.outputs["evaluation"], dataset=dataset,
-                           run_config=json.dumps(run_config, sort_keys=True),
-                           ).with_id(f"ReportGen.{backbone}")
-        per_backbone += [trainer, warmup, evaluator, report]
+        per_backbone += [trainer, warmup]
+        tfma = {}
+        if tfma_seeds > 0:
+            evaluator = tfx.components.Evaluator(
+                examples=warmup.outputs["predictions"], eval_config=tfma_check.eval_config(),
+                example_splits=["test"]).with_id(f"Evaluator.{backbone}")
+            tfma = {"tfma_evaluation": evaluator.outputs["evaluation"]}
+            per_backbone.append(evaluator)
+        per_backbone.append(ReportGen(
+            split_examples=split.outputs["split_examples"],
+            evaluation=warmup.outputs["evaluation"], dataset=dataset,
+            run_config=json.dumps(run_config, sort_keys=True), **tfma,
+        ).with_id(f"ReportGen.{backbone}"))
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                 if metadata_path else None)
     return tfx.dsl.Pipeline(

@@ -23,3 +23,15 @@ def batch(n=64, seed=0, config=features.MOVIELENS):
             out[field.name] = rng.random(n, dtype=np.float32)
     out[features.LABEL] = (out["item_id"] % 2).astype(np.int64)
     return out
+
+
+def cold_start_splits(rows=256, seed=0):
+    """base holds items 0..24 (old), warm_a/b/c and test items 25..49 (new)."""
+    splits = {}
+    for index, name in enumerate(("base", "warm_a", "warm_b", "warm_c", "test")):
+        data = batch(rows * (2 if name == "base" else 1), seed=seed + index)
+        low, high = (0, 25) if name == "base" else (25, 50)
+        data["item_id"] = low + data["item_id"] % (high - low)
+        data[features.LABEL] = (data["item_id"] % 2).astype(np.int64)
+        splits[name] = data
+    return splits

@@ -88,6 +88,7 @@ class PipelineEndToEndTest(tf.test.TestCase):
         self.assertGreater(report["wall_seconds"], 0)
         # The TFMA Evaluator, run on the same predictions, agrees with our AUC.
         self.assertLess(report["tfma"]["max_abs_auc_diff"], 1e-3)
+        self.assertEqual(report["tfma"]["seeds"], ["7"])  # --tfma-seeds defaults to 1
         self.assertEqual(sorted(report["tfma"]["pooled_auc"]["base"]), sorted(protocol.PHASES))
         with open(os.path.join(out, "report.md")) as f:
             combined = f.read()
@@ -130,3 +131,21 @@ class CliErrorsTest(tf.test.TestCase):
                 cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
                                                  "--output", out, flag, value]))
         self.assertEqual(os.listdir(out), [])
+
+    def test_method_options(self):
+        self.assertEqual(cli.parse_method_options(["csdm.iters=2", "csdm.forward_coef=sqrt_c",
+                                                   "csdm.train_denoiser=false"]),
+                         {"csdm": {"iters": 2, "forward_coef": "sqrt_c", "train_denoiser": False}})
+        with self.assertRaisesRegex(ValueError, "METHOD.OPTION=VALUE"):
+            cli.parse_method_options(["iters=2"])
+        out = self.create_tempdir().full_path
+        with self.assertRaisesRegex(ValueError, r"csdm: unknown options \['itres'\]"):
+            cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
+                                             "--output", out, "--methods", "base,csdm",
+                                             "--set", "csdm.itres=2"]))
+        with self.assertRaisesRegex(ValueError, r"--set names 'csdm', which is not in --methods"):
+            cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
+                                             "--output", out, "--set", "csdm.iters=2"]))
+        with self.assertRaisesRegex(ValueError, r"base: unknown options \['iters'\]"):
+            cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
+                                             "--output", out, "--set", "base.iters=2"]))

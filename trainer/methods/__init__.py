@@ -4,16 +4,24 @@ A method sees the pretrained backbone and the splits at two points of the protoc
 - `prepare(backbone, splits)`: before the cold evaluation (train a generator on `base`, write
   warm embeddings into new items' rows of `backbone.item_table`);
 - `after_warm(backbone, split, splits)`: after the item-ID fine-tune on each warm split.
-The pipeline never special-cases a method: it looks the name up here.
+The pipeline never special-cases a method: it looks the name up here. A run can hold several
+variants of one method under labels `name/variant` (e.g. `csdm/code`), each with its own options.
 """
 from typing import Dict, Type
 
 from trainer.methods.base import Base, ColdStartMethod
+from trainer.methods.csdm import CSDM
 
-METHODS: Dict[str, Type[ColdStartMethod]] = {Base.name: Base}
+METHODS: Dict[str, Type[ColdStartMethod]] = {cls.name: cls for cls in (Base, CSDM)}
 
 
-def build(name: str, **options) -> ColdStartMethod:
+def method_class(label: str) -> Type[ColdStartMethod]:
+    """The class behind a label `name` or `name/variant`."""
+    name = label.split("/", 1)[0]
     if name not in METHODS:
         raise ValueError(f"unknown cold-start method {name!r}; known: {', '.join(sorted(METHODS))}")
-    return METHODS[name](**options)
+    return METHODS[name]
+
+
+def build(label: str, **options) -> ColdStartMethod:
+    return method_class(label)(**options)

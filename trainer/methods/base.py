@@ -3,10 +3,16 @@
 
 class ColdStartMethod:
     name = ""
+    needs_base = False  # whether `splits` must hold the `base` split too
+    defaults: dict = {}  # every option a method takes, with its default
 
     def __init__(self, seed: int = 0, **options):
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown options {sorted(unknown)}; "
+                             f"known: {sorted(self.defaults) or 'none'}")
         self.seed = seed
-        self.options = options
+        self.options = {**self.defaults, **options}
 
     def prepare(self, backbone, splits, config) -> None:
         """Called once before the cold evaluation."""

@@ -1,0 +1,140 @@
+"""Shared machinery of the generator methods (CVAR, CSDM): side information, the generator round
+and the overwrite of new items' rows (spec 4, 4.5, 4.6.9).
+
+Schedule (spec fact 6/7):
+  prepare:    round(base, epochs=1)              -> overwrite new items (warm_a's items)
+  after_warm: round(warm_x, epochs=warm_epochs)  -> overwrite   (skipped when init_only)
+A round builds a fresh optimizer over the generator's variables and takes `iters` steps on each
+batch. The backbone stays frozen and runs in the protocol's frozen mode.
+"""
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import features, protocol
+from trainer.methods.base import ColdStartMethod
+
+keras = tf.keras
+
+
+def uniform_001():
+    return keras.initializers.RandomUniform(-0.01, 0.01)
+
+
+class SideInfo(keras.layers.Layer):
+    """s(x): the item's side information from private N(0,1) tables (spec 4, D16).
+
+    One 16-d embedding per spr item feature, the sum over positions for seq features (padding
+    included, as the backbone), and the raw value of ctn features, in `item_side` order.
+    """
+
+    def __init__(self, config: features.FeatureConfig, vocab_sizes: Dict[str, int], dim: int = 16,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.fields = [config.field(name) for name in config.item_side]
+        self.tables = {
+            f.name: keras.layers.Embedding(vocab_sizes[f.name], dim, name=f"warmup_{f.name}",
+                                           embeddings_initializer=keras.initializers.RandomNormal(0, 1))
+            for f in self.fields if f.kind != "ctn"}
+        self.size = sum(dim if f.kind != "ctn" else 1 for f in self.fields)
+
+    def call(self, batch):
+        parts = []
+        for f in self.fields:
+            if f.kind == "ctn":
+                parts.append(tf.cast(batch[f.name], tf.float32)[:, None])
+            else:
+                vectors = self.tables[f.name](batch[f.name])
+                parts.append(tf.reduce_sum(vectors, axis=1) if f.kind == "seq" else vectors)
+        return tf.concat(parts, axis=1)
+
+
+def first_row_per_item(arrays: protocol.Arrays) -> protocol.Arrays:
+    """One row per distinct item (item features are the same on every row of an item)."""
+    _, index = np.unique(arrays[features.ITEM_ID], return_index=True)
+    return {name: column[index] for name, column in arrays.items()}
+
+
+class GeneratorMethod(ColdStartMethod):
+    """Subclasses define `build_modules`, `generator_loss(backbone, batch, training)` and
+    `generate(backbone, batch, training)`; everything else (schedule, rounds, overwrite) is here."""
+
+    needs_base = True
+    defaults = {
+        "iters": 10,             # optimizer steps per batch in every round
+        "warm_epochs": 2,        # epochs of each warm-phase round
+        "init_only": False,      # *_init variants: no rounds after the warm phases
+        "keep_finetuned": False, # True: do not overwrite after warm rounds (spec fact 6, D10)
+        "jit_compile": False,    # XLA for the training step
+        "batch_size": 0,         # 0: the protocol's batch size
+        # Overwrite with the generator in training mode (dropout on: stochastic, as the reference,
+        # D8) or in inference mode (deterministic).
+        "overwrite_training": True,
+    }
+
+    def __init__(self, seed: int = 0, **options):
+        super().__init__(seed, **options)
+        self.o = self.options
+        self.built = False
+        self.losses: List[float] = []
+
+    # -- to implement -------------------------------------------------------------------------
+    def build_modules(self, backbone) -> None:
+        raise NotImplementedError
+
+    def generator_variables(self) -> List[tf.Variable]:
+        raise NotImplementedError
+
+    def generator_loss(self, backbone, batch, training: bool) -> tf.Tensor:
+        raise NotImplementedError
+
+    def generate(self, backbone, batch, training: bool) -> tf.Tensor:
+        raise NotImplementedError
+
+    # -- schedule -----------------------------------------------------------------------------
+    def prepare(self, backbone, splits, config) -> None:
+        if not self.built:
+            tf.keras.utils.set_random_seed(self.seed)
+            self.build_modules(backbone)
+            self.generate(backbone, {k: v[:2] for k, v in splits["base"].items()}, False)
+            self.built = True
+        self.run_round(backbone, splits["base"], config, epochs=1)
+        self.overwrite(backbone, splits["warm_a"], config)
+
+    def after_warm(self, backbone, warm_split, splits, config) -> None:
+        if self.o["init_only"]:
+            return
+        self.run_round(backbone, splits[warm_split], config, epochs=self.o["warm_epochs"])
+        if not self.o["keep_finetuned"]:
+            self.overwrite(backbone, splits["warm_a"], config)
+
+    def run_round(self, backbone, arrays, config, epochs: int) -> None:
+        variables = self.generator_variables()
+        optimizer = protocol.make_optimizer(config, variables)
+        training = config.frozen_mode == "train"
+
+        @tf.function(jit_compile=self.o["jit_compile"])
+        def step(batch):
+            with tf.GradientTape() as tape:
+                loss = self.generator_loss(backbone, batch, training)
+            optimizer.apply_gradients(tape.gradient(loss, variables))
+            return loss
+
+        batch_size = self.o["batch_size"] or config.batch_size
+        for epoch in range(epochs):
+            seed = self.seed + 7919 * (len(self.losses) + 1) + epoch
+            for batch in protocol.batches(arrays, batch_size, seed):
+                for _ in range(self.o["iters"]):
+                    loss = step(batch)
+                self.losses.append(float(loss))
+
+    def overwrite(self, backbone, arrays, config) -> None:
+        """Writes generated embeddings into the item-ID rows of the items in `arrays`."""
+        items = first_row_per_item(arrays)
+        training = self.o["overwrite_training"] and config.frozen_mode == "train"
+        generated = []
+        for batch in protocol.batches(items, config.batch_size, None):
+            generated.append(self.generate(backbone, batch, training))
+        backbone.item_table.scatter_nd_update(items[features.ITEM_ID][:, None],
+                                              tf.concat(generated, axis=0))
