@@ -50,27 +50,35 @@ def _xavier_normal_like():
 class Denoiser(keras.layers.Layer):
     """eps_theta(z, t): time embedding (2d) -> Linear; dropout(z); [z; tau] -> 3 tanh layers -> out.
 
-    Weights N(0, sqrt(2 / (fan_in + fan_out))), biases N(0, 0.001) (spec 4.6.5).
+    Weights N(0, sqrt(2 / (fan_in + fan_out))), biases N(0, 0.001) (spec 4.6.5). The first tanh
+    layer on [z; tau] is kept as two matrices, W_z z + W_tau tau + b (the same function), so that
+    in generation, where t is one scalar per step, tau is computed once and broadcast.
     """
 
     def __init__(self, dim: int = 16, dropout: float = 0.5, time_size: int = 32, **kwargs):
         super().__init__(**kwargs)
         self.time_size = time_size
 
-        def dense(units, name):
-            return keras.layers.Dense(units, kernel_initializer=_xavier_normal_like(),
+        def dense(units, name, fan_in, use_bias=True):
+            std = math.sqrt(2.0 / (fan_in + units))
+            return keras.layers.Dense(units, use_bias=use_bias,
+                                      kernel_initializer=keras.initializers.RandomNormal(0, std),
                                       bias_initializer=keras.initializers.RandomNormal(0, 0.001),
                                       name=name)
 
-        self.time_proj = dense(self.time_size, "time_proj")
+        self.time_proj = dense(time_size, "time_proj", time_size)
         self.dropout = keras.layers.Dropout(dropout)
-        self.layers_ = [dense(dim, f"in_{i}") for i in range(2)] + [dense(dim, "out_0")]
-        self.out = dense(dim, "out_1")
+        self.in_z = dense(dim, "in_0_z", dim + time_size)  # the two halves of Linear(48 -> 16)
+        self.in_tau = dense(dim, "in_0_tau", dim + time_size, use_bias=False)
+        self.hidden = [dense(dim, "in_1", dim), dense(dim, "out_0", dim)]
+        self.out = dense(dim, "out_1", dim)
 
     def call(self, z, t, training=False):
-        tau = self.time_proj(sinusoidal(t, self.time_size))
-        a = tf.concat([self.dropout(z, training=training), tau], axis=1)
-        for layer in self.layers_:
+        """`t`: [B] timesteps, or one scalar timestep for the whole batch."""
+        t = tf.convert_to_tensor(t)
+        tau = self.time_proj(sinusoidal(tf.reshape(t, [-1]), self.time_size))  # [B or 1, 2d]
+        a = tf.tanh(self.in_z(self.dropout(z, training=training)) + self.in_tau(tau))
+        for layer in self.hidden:
             a = tf.tanh(layer(a))
         return self.out(a)
 
@@ -144,9 +152,8 @@ class CSDM(GeneratorMethod):
         `eps_model(x, t, training)` defaults to the denoiser."""
         eps_model = eps_model or self.denoiser
         x = h if x_start is None else x_start
-        batch = tf.shape(h)[0]
         for i, a_i, a_j, c_i, c_j in self.reverse_pairs:
-            eps_hat = eps_model(x, tf.fill([batch], i), training=training)
+            eps_hat = eps_model(x, tf.constant(i), training=training)
             x0_hat = (x - c_i * h - math.sqrt(1.0 - a_i) * eps_hat) / math.sqrt(a_i)
             x = math.sqrt(a_j) * x0_hat + math.sqrt(1.0 - a_j) * eps_hat + c_j * h
         return x
