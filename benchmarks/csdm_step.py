@@ -1,4 +1,4 @@
-"""Milliseconds per CSDM generator training step (not a test).
+"""Milliseconds per CSDM (or CVAR, `--method cvar`) generator training step (not a test).
 
 One step = side information -> h, L_diff (one denoiser pass), the unrolled reverse process
 (T/stride denoiser passes), decoder, frozen DeepFM forward, BCE, gradients and a PyTorch-style
@@ -56,6 +56,7 @@ def main():
     p.add_argument("--train-denoiser", type=int, default=1)
     p.add_argument("--T", type=int, default=100)
     p.add_argument("--stride", type=int, default=10)
+    p.add_argument("--method", choices=("csdm", "cvar"), default="csdm")
     args = p.parse_args()
 
     protocol.seed_everything(0)
@@ -63,13 +64,13 @@ def main():
     backbone = backbones.build("deepfm", features.MOVIELENS, ML1M_VOCAB)
     protocol.ensure_built(backbone, batch)
     config = protocol.TrainConfig()
-    print(f"CSDM generator step, DeepFM, batch {args.batch}, T={args.T}, stride {args.stride}, "
-          f"train_denoiser={bool(args.train_denoiser)}; {os.cpu_count()} CPU cores, "
-          f"TF {tf.__version__}")
+    options = ({"T": args.T, "stride": args.stride, "train_denoiser": bool(args.train_denoiser)}
+               if args.method == "csdm" else {})
+    print(f"{args.method} generator step, DeepFM, batch {args.batch}, {options}; "
+          f"{os.cpu_count()} CPU cores, TF {tf.__version__}")
     print(f"{'mode':<12} {'median ms':>10} {'min ms':>8}")
     for mode in ("eager", "tf.function", "xla"):
-        method = methods.build("csdm", seed=0, T=args.T, stride=args.stride,
-                               train_denoiser=bool(args.train_denoiser))
+        method = methods.build(args.method, seed=0, **options)
         method.build_modules(backbone)
         method.generate(backbone, batch, False)
         variables = method.generator_variables()

@@ -11,6 +11,7 @@ import time
 from pipeline import datasets
 
 DEFAULT_BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+IMAGE_SCHEMA = "/pipeline/schemas/movielens/schema.pbtxt"  # where the Dockerfile puts it
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,7 +47,44 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="delete OUT/tfx before running")
     run.add_argument("--cache", action="store_true",
                      help="reuse unchanged component outputs of earlier runs in OUT/tfx")
+    comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI")
+    comp.add_argument("--dataset", choices=sorted(datasets.DEFAULT_SPLIT), default="ml-1m")
+    comp.add_argument("--data-root", required=True, help="input folder the cluster can read "
+                      "(e.g. gs://bucket/ml-1m)")
+    comp.add_argument("--pipeline-root", required=True, help="artifact root (e.g. gs://bucket/runs)")
+    comp.add_argument("--image", required=True, help="container image built from the Dockerfile")
+    comp.add_argument("--backbone", default="deepfm")
+    comp.add_argument("--methods", default="base")
+    comp.add_argument("--runs", type=int, default=1)
+    comp.add_argument("--seed", type=int, default=0)
+    comp.add_argument("--N", type=int)
+    comp.add_argument("--K", type=int)
+    comp.add_argument("--beam-arg", action="append", default=None,
+                      help="Beam argument for the cluster runs, e.g. --runner=DataflowRunner")
+    comp.add_argument("--schema-file", default=IMAGE_SCHEMA,
+                      help="the schema's path inside the image (default: the Dockerfile's)")
+    comp.add_argument("--output", required=True, help="pipeline JSON file to write")
     return p
+
+
+def compile_pipeline(args: argparse.Namespace) -> str:
+    """Writes the KubeflowV2 (Vertex AI Pipelines) JSON; runs nothing."""
+    from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
+    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+
+    default_n, default_k = datasets.DEFAULT_SPLIT[args.dataset]
+    tfx_pipeline = pipeline_lib.create_pipeline(
+        pipeline_name=f"coldstart-{args.dataset}", pipeline_root=args.pipeline_root,
+        data_root=args.data_root, dataset=args.dataset, N=args.N or default_n,
+        K=args.K or default_k, backbones=args.backbone.split(","),
+        methods=args.methods.split(","), seeds=list(range(args.seed, args.seed + args.runs)),
+        beam_pipeline_args=args.beam_arg or [], schema_file=args.schema_file)
+    output = os.path.abspath(args.output)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=args.image),
+        output_dir=os.path.dirname(output), output_filename=os.path.basename(output))
+    runner.run(tfx_pipeline, write_out=True)
+    return output
 
 
 def parse_method_options(items) -> dict:
@@ -108,8 +146,7 @@ def run(args: argparse.Namespace) -> dict:
         enable_cache=args.cache, tfma_seeds=args.tfma_seeds)
     tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
     reports = {}
-    for uri in pipeline_lib.artifact_uris(paths["metadata_path"], Report.TYPE_NAME,
-                                          since_ms=int(start * 1000)):
+    for uri in pipeline_lib.last_run_artifact_uris(paths["metadata_path"], Report.TYPE_NAME):
         with open(os.path.join(uri, "report.json")) as f:
             report = json.load(f)
         reports[report["backbone"]] = report
@@ -135,7 +172,10 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        run(args)
+        if args.command == "compile":
+            print(compile_pipeline(args))
+        else:
+            run(args)
     except (datasets.DataError, FileNotFoundError, ValueError) as err:
         print(f"coldstart: error: {err}", file=sys.stderr)
         return 2

@@ -35,8 +35,10 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = False,
     tfma_seeds: int = 1,
+    schema_file: Optional[str] = None,
 ) -> tfx.dsl.Pipeline:
-    """`tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none)."""
+    """`tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
+    `schema_file`: where the component will read the schema (default: this checkout's)."""
     example_gen = FileBasedExampleGen(
         input_base=data_root,
         custom_executor_spec=executor_spec.BeamExecutorSpec(movielens.Executor),
@@ -46,7 +48,8 @@ def create_pipeline(
             example_gen_pb2.SplitConfig.Split(name="all", hash_buckets=1)])),
     )
     split = ItemSplitGen(examples=example_gen.outputs["examples"], N=N, K=K)
-    schema = tfx.components.ImportSchemaGen(schema_file=schemas.schema_path("movielens"))
+    schema = tfx.components.ImportSchemaGen(
+        schema_file=schema_file or schemas.schema_path("movielens"))
     transform = tfx.components.Transform(
         examples=split.outputs["split_examples"],
         schema=schema.outputs["schema"],
@@ -102,14 +105,31 @@ def create_pipeline(
     )
 
 
-def artifact_uris(metadata_path: str, type_name: str, since_ms: int = 0) -> List[str]:
-    """URIs of the artifacts of `type_name` in the sqlite MLMD store created at or after
-    `since_ms` (milliseconds since the epoch), oldest first."""
+def _store(metadata_path: str):
     from ml_metadata.metadata_store import metadata_store  # pylint: disable=import-outside-toplevel
-    store = metadata_store.MetadataStore(
+    return metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
-    artifacts = [a for a in store.get_artifacts_by_type(type_name)
-                 if a.create_time_since_epoch >= since_ms]
+
+
+def artifact_uris(metadata_path: str, type_name: str) -> List[str]:
+    """URIs of every artifact of `type_name` in the sqlite MLMD store, oldest first."""
+    artifacts = _store(metadata_path).get_artifacts_by_type(type_name)
+    return [a.uri for a in sorted(artifacts, key=lambda a: a.id)]
+
+
+def last_run_artifact_uris(metadata_path: str, type_name: str) -> List[str]:
+    """URIs of the `type_name` outputs of the newest pipeline run, cached outputs included."""
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    store = _store(metadata_path)
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return []
+    run = max(runs, key=lambda c: c.id)
+    executions = [e.id for e in store.get_executions_by_context(run.id)]
+    outputs = {e.artifact_id for e in store.get_events_by_execution_ids(executions)
+               if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)}
+    type_id = store.get_artifact_type(type_name).id
+    artifacts = [a for a in store.get_artifacts_by_id(list(outputs)) if a.type_id == type_id]
     return [a.uri for a in sorted(artifacts, key=lambda a: a.id)]
 
 

@@ -64,6 +64,10 @@ def render_markdown(report: Dict[str, Any]) -> str:
               "| method | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
     for name, phases in report["methods"].items():
         lines.append(f"| {name} | " + " | ".join(f"{phases[p]['f1']:.4f}" for p in PHASES) + " |")
+    if "tfma" in report:
+        lines += ["", f"TFMA Evaluator (seeds {', '.join(report['tfma']['seeds'])}): largest "
+                      f"|AUC_TFMA - AUC| over method x seed x phase = "
+                      f"{report['tfma']['max_abs_auc_diff']:.1e}."]
     if "wall_seconds" in report:
         lines += ["", f"Wall time: {report['wall_seconds']:.1f} s."]
     return "\n".join(lines) + "\n"

@@ -149,3 +149,22 @@ class CliErrorsTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, r"base: unknown options \['iters'\]"):
             cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
                                              "--output", out, "--set", "base.iters=2"]))
+
+
+class CompileTest(tf.test.TestCase):
+
+    def test_kubeflow_v2_json(self):
+        out = os.path.join(self.create_tempdir().full_path, "pipeline.json")
+        self.assertEqual(cli.main(["compile", "--data-root", "gs://b/ml-1m", "--pipeline-root",
+                                   "gs://b/runs", "--image", "registry.example/coldstart:1",
+                                   "--backbone", "deepfm,dcn", "--output", out]), 0)
+        with open(out) as f:
+            spec = json.load(f)
+        spec = spec.get("pipelineSpec", spec)
+        self.assertEqual(sorted(spec["root"]["dag"]["tasks"]), sorted(
+            ["FileBasedExampleGen", "ImportSchemaGen", "ItemSplitGen", "Transform"]
+            + [f"{c}.{b}" for c in ("Trainer", "WarmupEvaluate", "Evaluator", "ReportGen")
+               for b in ("deepfm", "dcn")]))
+        text = json.dumps(spec)
+        self.assertIn("registry.example/coldstart:1", text)
+        self.assertIn(cli.IMAGE_SCHEMA, text)

@@ -11,8 +11,9 @@ from typing import Dict, Type
 
 from trainer.methods.base import Base, ColdStartMethod
 from trainer.methods.csdm import CSDM
+from trainer.methods.cvar import CVAR
 
-METHODS: Dict[str, Type[ColdStartMethod]] = {cls.name: cls for cls in (Base, CSDM)}
+METHODS: Dict[str, Type[ColdStartMethod]] = {cls.name: cls for cls in (Base, CSDM, CVAR)}
 
 
 def method_class(label: str) -> Type[ColdStartMethod]:

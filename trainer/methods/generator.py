@@ -63,6 +63,7 @@ class GeneratorMethod(ColdStartMethod):
     needs_base = True
     defaults = {
         "iters": 10,             # optimizer steps per batch in every round
+        "base_iters": 0,         # steps per batch in the first round, on base (0: `iters`)
         "warm_epochs": 2,        # epochs of each warm-phase round
         "init_only": False,      # *_init variants: no rounds after the warm phases
         "keep_finetuned": False, # True: do not overwrite after warm rounds (spec fact 6, D10)
@@ -99,17 +100,19 @@ class GeneratorMethod(ColdStartMethod):
             self.build_modules(backbone)
             self.generate(backbone, {k: v[:2] for k, v in splits["base"].items()}, False)
             self.built = True
-        self.run_round(backbone, splits["base"], config, epochs=1)
+        self.run_round(backbone, splits["base"], config, epochs=1,
+                       iters=self.o["base_iters"] or self.o["iters"])
         self.overwrite(backbone, splits["warm_a"], config)
 
     def after_warm(self, backbone, warm_split, splits, config) -> None:
         if self.o["init_only"]:
             return
-        self.run_round(backbone, splits[warm_split], config, epochs=self.o["warm_epochs"])
+        self.run_round(backbone, splits[warm_split], config, epochs=self.o["warm_epochs"],
+                       iters=self.o["iters"])
         if not self.o["keep_finetuned"]:
             self.overwrite(backbone, splits["warm_a"], config)
 
-    def run_round(self, backbone, arrays, config, epochs: int) -> None:
+    def run_round(self, backbone, arrays, config, epochs: int, iters: int) -> None:
         variables = self.generator_variables()
         optimizer = protocol.make_optimizer(config, variables)
         training = config.frozen_mode == "train"
@@ -125,7 +128,7 @@ class GeneratorMethod(ColdStartMethod):
         for epoch in range(epochs):
             seed = self.seed + 7919 * (len(self.losses) + 1) + epoch
             for batch in protocol.batches(arrays, batch_size, seed):
-                for _ in range(self.o["iters"]):
+                for _ in range(iters):
                     loss = step(batch)
                 self.losses.append(float(loss))
 

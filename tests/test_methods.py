@@ -1,0 +1,88 @@
+"""Contract of every cold-start method: it trains, writes only new items' rows, is seeded."""
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tests import fixtures
+from tests.test_backbones import build
+from trainer import methods, protocol
+
+CONFIG = protocol.TrainConfig(batch_size=64)
+GENERATORS = [("csdm", "csdm"), ("cvar", "cvar")]
+
+
+def loss_trend(name, **options):
+    """Mean generator loss of the first and last 4 batches of the round on `base`."""
+    method = methods.build(name, seed=0, iters=1, **options)
+    splits = fixtures.cold_start_splits(rows=1024)
+    protocol.seed_everything(0)
+    method.prepare(build("deepfm"), splits, CONFIG)
+    return np.mean(method.losses[:4]), np.mean(method.losses[-4:])
+
+
+def prepared_table(name, backbone="deepfm", **options):
+    model = build(backbone)
+    before = model.item_table.numpy().copy()
+    splits = fixtures.cold_start_splits()
+    protocol.seed_everything(0)
+    methods.build(name, seed=0, iters=2, **options).prepare(model, splits, CONFIG)
+    return before, model.item_table.numpy(), splits
+
+
+class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
+
+    def test_registry(self):
+        self.assertEqual(sorted(methods.METHODS), ["base", "csdm", "cvar"])
+        self.assertIs(methods.method_class("csdm/variant"), methods.METHODS["csdm"])
+        with self.assertRaisesRegex(ValueError, "unknown cold-start method 'nope'"):
+            methods.build("nope")
+
+    @parameterized.named_parameters(*GENERATORS)
+    def test_loss_decreases(self, name):
+        first, last = loss_trend(name)
+        self.assertLess(last, first)
+
+    @parameterized.named_parameters(*GENERATORS)
+    def test_writes_only_new_items(self, name):
+        before, after, splits = prepared_table(name)
+        new = np.unique(splits["warm_a"]["item_id"])
+        old = np.setdiff1d(np.arange(len(before)), new)
+        self.assertAllEqual(after[old], before[old])
+        self.assertTrue(np.all(np.abs(after[new] - before[new]).max(axis=1) > 0))
+
+    @parameterized.named_parameters(*GENERATORS)
+    def test_deterministic_under_a_fixed_seed(self, name):
+        self.assertAllEqual(prepared_table(name)[1], prepared_table(name)[1])
+
+    @parameterized.named_parameters(*GENERATORS)
+    def test_runs_on_other_backbones(self, name):
+        for backbone in ("dcn", "ipnn"):
+            before, after, splits = prepared_table(name, backbone)
+            new = np.unique(splits["warm_a"]["item_id"])
+            self.assertTrue(np.all(np.isfinite(after[new])))
+            self.assertGreater(np.abs(after[new] - before[new]).max(), 0)
+
+    @parameterized.named_parameters(*GENERATORS)
+    def test_init_only_skips_warm_rounds(self, name):
+        model = build("deepfm")
+        splits = fixtures.cold_start_splits()
+        method = methods.build(name, seed=0, iters=1, init_only=True)
+        method.prepare(model, splits, CONFIG)
+        rounds = len(method.losses)
+        table = model.item_table.numpy().copy()
+        method.after_warm(model, "warm_a", splits, CONFIG)
+        self.assertLen(method.losses, rounds)
+        self.assertAllEqual(model.item_table.numpy(), table)
+
+
+class CVARTest(tf.test.TestCase):
+
+    def test_generated_embedding_uses_side_information_only(self):
+        model = build("deepfm")
+        splits = fixtures.cold_start_splits()
+        method = methods.build("cvar", seed=0, iters=1)
+        method.prepare(model, splits, CONFIG)
+        batch = {k: v[:8] for k, v in splits["warm_a"].items()}
+        first = method.generate(model, batch, training=False)
+        model.item_table.assign(model.item_table * 0 + 3.0)  # e_i does not enter e_p
+        self.assertAllClose(first, method.generate(model, batch, training=False))
