@@ -8,7 +8,7 @@ Every row gains the feature `count` (the item's total count; it leaks future pop
 the reference protocol, spec D17).
 """
 import json
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf

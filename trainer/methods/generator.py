@@ -65,8 +65,9 @@ class GeneratorMethod(ColdStartMethod):
         "iters": 10,             # optimizer steps per batch in every round
         "base_iters": 0,         # steps per batch in the first round, on base (0: `iters`)
         "warm_epochs": 2,        # epochs of each warm-phase round
-        "init_only": False,      # *_init variants: no rounds after the warm phases
-        "keep_finetuned": False, # True: do not overwrite after warm rounds (spec fact 6, D10)
+        # *_init variants: no round and no overwrite after the warm phases, so the fine-tuned
+        # embeddings of the warm phases are kept (the default overwrites them, spec fact 6, D10).
+        "init_only": False,
         "jit_compile": False,    # XLA for the training step
         "batch_size": 0,         # 0: the protocol's batch size
         # Overwrite with the generator in training mode (dropout on: stochastic, as the reference,
@@ -78,7 +79,7 @@ class GeneratorMethod(ColdStartMethod):
         super().__init__(seed, **options)
         self.o = self.options
         self.built = False
-        self.losses: List[float] = []
+        self.losses: List[float] = []  # last step's loss of every batch, all rounds
 
     # -- to implement -------------------------------------------------------------------------
     def build_modules(self, backbone) -> None:
@@ -109,8 +110,7 @@ class GeneratorMethod(ColdStartMethod):
             return
         self.run_round(backbone, splits[warm_split], config, epochs=self.o["warm_epochs"],
                        iters=self.o["iters"])
-        if not self.o["keep_finetuned"]:
-            self.overwrite(backbone, splits["warm_a"], config)
+        self.overwrite(backbone, splits["warm_a"], config)
 
     def run_round(self, backbone, arrays, config, epochs: int, iters: int) -> None:
         variables = self.generator_variables()
@@ -126,6 +126,7 @@ class GeneratorMethod(ColdStartMethod):
 
         batch_size = self.o["batch_size"] or config.batch_size
         for epoch in range(epochs):
+            # Distinct per round and epoch (the number of batches seen so far differs each time).
             seed = self.seed + 7919 * (len(self.losses) + 1) + epoch
             for batch in protocol.batches(arrays, batch_size, seed):
                 for _ in range(iters):
