@@ -20,7 +20,7 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from trainer import features
+from trainer import features, protocol
 from trainer.methods.generator import GeneratorMethod, SideInfo, uniform_001
 
 keras = tf.keras
@@ -178,6 +178,5 @@ class CSDM(GeneratorMethod):
         l_diff = self.diffusion_loss(backbone, batch, h, training)
         e_hat = self.project(self.reverse(h, training), batch)
         logits = backbone.call_with_item_embedding(e_hat, batch, training=training)
-        bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-            labels=tf.cast(batch[features.LABEL], tf.float32), logits=logits))
+        bce = protocol.bce_from_logits(batch[features.LABEL], logits)
         return bce + self.o["diff_coef"] * l_diff

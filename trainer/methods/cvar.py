@@ -14,7 +14,7 @@ from typing import List
 
 import tensorflow as tf
 
-from trainer import features
+from trainer import features, protocol
 from trainer.methods.generator import GeneratorMethod, SideInfo, uniform_001
 
 keras = tf.keras
@@ -64,6 +64,5 @@ class CVAR(GeneratorMethod):
         e_hat_p = self._decode(mu_p, logvar_p, batch, training)
         recon = tf.reduce_mean(tf.reduce_sum(tf.square(e_hat - e_i), axis=1))
         logits = backbone.call_with_item_embedding(e_hat_p, batch, training=training)
-        bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-            labels=tf.cast(batch[features.LABEL], tf.float32), logits=logits))
+        bce = protocol.bce_from_logits(batch[features.LABEL], logits)
         return bce + recon + REG_WEIGHT * reg
