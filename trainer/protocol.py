@@ -10,7 +10,7 @@ training loop, frozen or not (spec 3.2, D12, D13).
 import dataclasses
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Hashable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -53,7 +53,8 @@ class _KerasAdam:
         self.optimizer = tf.keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None)
 
     def apply_gradients(self, grads):
-        self.optimizer.apply_gradients(zip(grads, self.variables))
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, self.variables) if g is not None])
 
 
 def make_optimizer(config: TrainConfig, variables):
@@ -89,17 +90,25 @@ def ensure_built(model: tf.keras.Model, arrays: Arrays) -> None:
 
 def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable],
           config: TrainConfig, epochs: int, seed: int, log: Optional["Progress"] = None,
-          training: bool = True) -> List[float]:
-    """Trains `variables` of `model` on `arrays` with a fresh optimizer; returns the mean BCE of
-    each epoch. `training`: the mode the whole model runs in (dropout, BatchNorm)."""
+          training: bool = True, loss_fn: Optional[Callable] = None,
+          batch_flag: Optional[Callable[[int, int], Hashable]] = None) -> List[float]:
+    """Trains `variables` of `model` on `arrays` with a fresh optimizer; returns the mean loss of
+    each epoch. `training`: the mode the whole model runs in (dropout, BatchNorm).
+
+    `loss_fn(batch, flag)` replaces the default BCE of `model(batch)`; `flag` is
+    `batch_flag(epoch, index)`, a Python value chosen per batch (one trace per distinct value).
+    A variable that gets no gradient from a loss is not updated by that step.
+    """
     ensure_built(model, arrays)
     optimizer = make_optimizer(config, variables)
+    if loss_fn is None:
+        def loss_fn(batch, flag):
+            return bce_from_logits(batch[features.LABEL], model(batch, training=training))
 
     @tf.function
-    def step(batch):
+    def step(batch, flag):
         with tf.GradientTape() as tape:
-            logits = model(batch, training=training)
-            loss = bce_from_logits(batch[features.LABEL], logits)
+            loss = loss_fn(batch, flag)
         optimizer.apply_gradients(tape.gradient(loss, variables))
         return loss
 
@@ -107,7 +116,7 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
     for epoch in range(epochs):
         total, count = 0.0, 0
         for index, batch in enumerate(batches(arrays, config.batch_size, seed + epoch)):
-            loss = float(step(batch))
+            loss = float(step(batch, batch_flag(epoch, index) if batch_flag else None))
             total, count = total + loss, count + 1
             if log:
                 log.batch(epoch, index, loss)

@@ -12,8 +12,13 @@ from typing import Dict, Type
 from trainer.methods.base import Base, ColdStartMethod
 from trainer.methods.csdm import CSDM
 from trainer.methods.cvar import CVAR
+from trainer.methods.dropoutnet import DropoutNet
+from trainer.methods.metae import MetaEmbedding
+from trainer.methods.mwuf import MWUF
+from trainer.methods.velf import VELF
 
-METHODS: Dict[str, Type[ColdStartMethod]] = {cls.name: cls for cls in (Base, CSDM, CVAR)}
+METHODS: Dict[str, Type[ColdStartMethod]] = {
+    cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM)}
 
 
 def method_class(label: str) -> Type[ColdStartMethod]:

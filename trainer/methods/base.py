@@ -1,4 +1,7 @@
 """The method interface, and `base`: the plain backbone with no cold-start treatment (spec 4.1)."""
+import tensorflow as tf
+
+from trainer import backbones, protocol
 
 
 class ColdStartMethod:
@@ -23,3 +26,19 @@ class ColdStartMethod:
 
 class Base(ColdStartMethod):
     name = "base"
+
+
+def fresh_backbone(backbone: backbones.CTRBackbone, seed: int,
+                   sample: protocol.Arrays) -> backbones.CTRBackbone:
+    """An untrained backbone of the same class and vocabularies, initialised exactly as the
+    Trainer initialises the base backbone of `seed` (for methods that change pretraining)."""
+    protocol.seed_everything(seed)
+    model = backbones.build(backbone.registry_name, backbone.config, backbone.vocab_sizes,
+                            embed_dim=backbone.embed_dim)
+    protocol.ensure_built(model, sample)
+    return model
+
+
+def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
+    """All weights (BatchNorm statistics included) of `source` into `target`, in place."""
+    target.set_weights(source.get_weights())

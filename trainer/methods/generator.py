@@ -1,5 +1,6 @@
 """Shared machinery of the generator methods (CVAR, CSDM): side information, the generator round
-and the overwrite of new items' rows (spec 4, 4.5, 4.6.9).
+and the overwrite of new items' rows (spec 4, 4.5, 4.6.9); side information from the backbone's
+tables and row writes for the other methods.
 
 Schedule (spec fact 6/7):
   prepare:    round(base, epochs=1)              -> overwrite new items (warm_a's items)
@@ -48,6 +49,39 @@ class SideInfo(keras.layers.Layer):
                 vectors = self.tables[f.name](batch[f.name])
                 parts.append(tf.reduce_sum(vectors, axis=1) if f.kind == "seq" else vectors)
         return tf.concat(parts, axis=1)
+
+
+def backbone_side_info(backbone, batch, exclude=()) -> tf.Tensor:
+    """s(x) from the backbone's own tables (Meta-Embedding, MWUF, VELF; spec 4, D16): the
+    embedding of each spr item feature, the sum over positions for seq ones, and the raw value of
+    ctn ones, in `item_side` order, leaving out the fields in `exclude`."""
+    parts = []
+    for name in backbone.config.item_side:
+        if name in exclude:
+            continue
+        if backbone.config.field(name).kind == "ctn":
+            parts.append(tf.cast(batch[name], tf.float32)[:, None])
+        else:
+            parts.append(backbone.embed(name, batch[name]))
+    return tf.concat(parts, axis=1)
+
+
+def torch_linear(units: int, fan_in: int, name: str, activation=None) -> keras.layers.Dense:
+    """Dense with PyTorch's default Linear init: weights and biases U(+-1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(fan_in)
+    return keras.layers.Dense(
+        units, activation=activation, name=name,
+        kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3, "fan_in", "uniform"),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+
+
+def write_last_per_item(backbone, item_ids: np.ndarray, vectors: np.ndarray) -> None:
+    """backbone.item_table[item_ids[r]] := vectors[r] for r in order: the last write per item
+    wins, as in the reference's batch-by-batch overwrite (spec 4, "overwrite")."""
+    reversed_ids = item_ids[::-1]
+    items, first_in_reversed = np.unique(reversed_ids, return_index=True)
+    rows = len(item_ids) - 1 - first_in_reversed
+    backbone.item_table.scatter_nd_update(items[:, None], tf.gather(vectors, rows))
 
 
 def first_row_per_item(arrays: protocol.Arrays) -> protocol.Arrays:

@@ -1,0 +1,181 @@
+"""DropoutNet, Meta-Embedding, MWUF and VELF (spec 4.2-4.4; VELF from its paper)."""
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tests import fixtures
+from tests.test_backbones import build
+from trainer import features, methods, protocol, task
+from trainer.methods import base as methods_base, generator, metae, mwuf, velf
+
+CONFIG = protocol.TrainConfig(batch_size=64)
+
+
+def prepared(name):
+    """(backbone, method, splits, item table before) after `prepare` on the fixture."""
+    model = build("deepfm")
+    before = model.item_table.numpy().copy()
+    splits = fixtures.cold_start_splits()
+    method = methods.build(name, seed=0)
+    method.prepare(model, splits, CONFIG)
+    return model, method, splits, before
+
+
+def new_and_old(splits, table_rows):
+    new = np.unique(splits["warm_a"][features.ITEM_ID])
+    return new, np.setdiff1d(np.arange(table_rows), new)
+
+
+class DropoutNetTest(tf.test.TestCase):
+
+    def pretrained(self, dropout_prob, epochs=1):
+        model = build("deepfm", seed=5)
+        splits = fixtures.cold_start_splits()
+        config = protocol.TrainConfig(batch_size=64, pretrain_epochs=epochs)
+        method = methods.build("dropoutnet", seed=3, dropout_prob=dropout_prob)
+        method.prepare(model, splits, config)
+        return model, method, splits, config
+
+    def test_no_dropout_is_the_trainers_pretraining(self):
+        model, _, splits, config = self.pretrained(0.0)
+        reference = task.pretrain("deepfm", fixtures.VOCAB, splits["base"], config, seed=3)
+        for ours, theirs in zip(model.get_weights(), reference.get_weights()):
+            self.assertAllEqual(ours, theirs)
+
+    def test_dropped_batches_leave_the_item_table_alone(self):
+        model, method, splits, _ = self.pretrained(1.0)
+        fresh = methods_base.fresh_backbone(model, 3, splits["base"])
+        self.assertEqual(method.dropped_batches, 2 * 256 // 64)
+        self.assertAllEqual(model.item_table, fresh.item_table)  # no gradient, no decay
+        self.assertNotAllClose(model.tables["user_id"].embeddings, fresh.tables["user_id"].embeddings)
+
+    def test_some_batches_dropped_and_loss_decreases(self):
+        _, method, _, _ = self.pretrained(0.3, epochs=4)
+        self.assertBetween(method.dropped_batches, 1, 4 * 8 - 1)
+        self.assertLess(method.losses[-1], method.losses[0])
+
+    def test_deterministic(self):
+        first = self.pretrained(0.5)[0].get_weights()
+        second = self.pretrained(0.5)[0].get_weights()
+        for a, b in zip(first, second):
+            self.assertAllEqual(a, b)
+
+
+class MetaSplitsTest(tf.test.TestCase):
+
+    def test_quarters_follow_time_and_stay_aligned(self):
+        # item 7: 9 rows (e = 2, one row dropped), item 3: 4 rows (e = 1), item 5: 3 rows (e = 0).
+        items = np.array([7] * 9 + [3] * 4 + [5] * 3)
+        time = np.array([9, 1, 8, 2, 7, 3, 6, 4, 5, 40, 10, 30, 20, 1, 2, 3], np.float32)
+        base = {features.ITEM_ID: items, "timestamp": time, "row": np.arange(len(items))}
+        quarters = metae.meta_splits(base, seed=0)
+        for name in "abcd":
+            self.assertLen(quarters[name]["row"], 3)
+            self.assertAllEqual(quarters[name][features.ITEM_ID], quarters["a"][features.ITEM_ID])
+        by_item = {q: dict() for q in "abcd"}
+        for q in "abcd":
+            for item, t in zip(quarters[q][features.ITEM_ID], quarters[q]["timestamp"]):
+                by_item[q].setdefault(int(item), []).append(float(t))
+        self.assertEqual({q: {k: sorted(v) for k, v in d.items()} for q, d in by_item.items()},
+                         {"a": {7: [1, 2], 3: [10]}, "b": {7: [3, 4], 3: [20]},
+                          "c": {7: [5, 6], 3: [30]}, "d": {7: [7, 8], 3: [40]}})
+
+    def test_permutation_is_seeded(self):
+        base = {features.ITEM_ID: np.repeat(np.arange(20), 8), "timestamp": np.arange(160.0)}
+        a0 = metae.meta_splits(base, 0)["a"][features.ITEM_ID]
+        self.assertAllEqual(a0, metae.meta_splits(base, 0)["a"][features.ITEM_ID])
+        self.assertNotAllEqual(a0, metae.meta_splits(base, 1)["a"][features.ITEM_ID])
+
+
+class MetaEmbeddingTest(tf.test.TestCase):
+
+    def test_inner_step_is_second_order(self):
+        """The generator's gradient through e'_a = e_a - lr dL_a/de_a includes the Hessian term:
+        with a quadratic loss it equals the closed form (1 - 2 lr) * 2 (e'_a - target)."""
+        e = tf.constant([[0.5, -1.0]])
+        target = tf.constant([[1.0, 2.0]])
+        lr = 0.1
+        with tf.GradientTape() as outer:
+            outer.watch(e)
+            with tf.GradientTape() as inner:
+                inner.watch(e)
+                loss_a = tf.reduce_sum(tf.square(e - target))
+            e_updated = e - lr * inner.gradient(loss_a, e)
+            loss_b = tf.reduce_sum(tf.square(e_updated - target))
+        expected = (1 - 2 * lr) * 2 * (e_updated - target)
+        self.assertAllClose(outer.gradient(loss_b, e), expected)
+
+    def test_new_rows_are_the_generator_output(self):
+        model, method, splits, before = prepared("metae")
+        after = model.item_table.numpy().copy()
+        # s(x) holds the item's own (pre-overwrite) ID embedding
+        model.item_table.assign(before)
+        batch = generator.first_row_per_item(splits["warm_a"])  # the fixture's rows of an item differ
+        expected = method.generator(generator.backbone_side_info(model, batch))
+        self.assertAllClose(after[batch[features.ITEM_ID]], expected, atol=1e-6)
+
+
+class MWUFTest(tf.test.TestCase):
+
+    def test_item_user_means(self):
+        user_table = np.array([[1.0, 0.0], [0.0, 2.0], [4.0, 4.0]], np.float32)
+        items = np.array([0, 0, 0, 2])
+        users = np.array([0, 1, 1, 2])  # user 1 twice on item 0: counted once
+        means = mwuf.item_user_means(items, users, user_table, num_items=3)
+        self.assertAllClose(means, [[0.5, 1.0], [0.0, 0.0], [4.0, 4.0]])
+
+    def test_rows_of_items_absent_from_base_decay_from_the_mean_row(self):
+        _, method, splits, before = prepared("mwuf")
+        new, _ = new_and_old(splits, len(before))
+        # new items never appear in base, so their new_item_emb rows only decay from the mean
+        decayed = method.new_item_emb.numpy()[new]
+        self.assertLess(np.abs(decayed).max(), 0.1 * np.abs(before.mean(axis=0)).max())
+
+
+class VELFTest(tf.test.TestCase):
+
+    def test_kl_of_diagonal_gaussians(self):
+        mu_q, logvar_q = np.array([[0.3, -1.0]]), np.log(np.array([[0.5, 2.0]]))
+        mu_p, logvar_p = np.array([[0.0, 1.0]]), np.log(np.array([[1.0, 0.25]]))
+        expected = sum(0.5 * (np.log(vp / vq) + (vq + (mq - mp) ** 2) / vp - 1)
+                       for mq, vq, mp, vp in zip(mu_q[0], np.exp(logvar_q[0]), mu_p[0],
+                                                 np.exp(logvar_p[0])))
+        got = velf.kl_diag_gaussians(*(tf.constant(x, tf.float32)
+                                       for x in (mu_q, logvar_q, mu_p, logvar_p)))
+        self.assertAllClose(got, [expected])
+        self.assertAllClose(velf.kl_diag_gaussians(*(tf.constant(x, tf.float32) for x in (
+            mu_q, logvar_q, mu_q, logvar_q))), [0.0])
+
+    def test_new_rows_are_prior_means_and_only_they_are_written(self):
+        model = build("deepfm")
+        splits = fixtures.cold_start_splits()
+        method = methods.build("velf", seed=0)
+        method.pretrain(model, splits["base"], CONFIG)
+        pretrained = model.item_table.numpy().copy()
+        method.write_prior_means(model, splits["warm_a"], CONFIG)
+        new, old = new_and_old(splits, len(pretrained))
+        self.assertAllEqual(model.item_table.numpy()[old], pretrained[old])
+        batch = generator.first_row_per_item(splits["warm_a"])
+        self.assertAllClose(tf.gather(model.item_table, batch[features.ITEM_ID]),
+                            method.prior(model, batch)[0], atol=1e-6)
+
+    def test_prior_ignores_the_item_id(self):
+        model = build("deepfm")
+        splits = fixtures.cold_start_splits()
+        method = methods.build("velf", seed=0)
+        method.pretrain(model, splits["base"], CONFIG)
+        batch = {k: v[:8] for k, v in splits["warm_a"].items()}
+        first = method.prior(model, batch)[0]
+        model.item_table.assign(model.item_table + 1.0)
+        self.assertAllClose(first, method.prior(model, batch)[0])
+
+
+class VELFTrainingTest(tf.test.TestCase):
+
+    def test_loss_decreases_over_epochs(self):
+        model = build("deepfm")
+        splits = fixtures.cold_start_splits()
+        method = methods.build("velf", seed=0)
+        method.pretrain(model, splits["base"],
+                        protocol.TrainConfig(batch_size=64, pretrain_epochs=4))
+        self.assertLess(method.losses[-1], method.losses[0])

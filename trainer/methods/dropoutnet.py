@@ -1,0 +1,48 @@
+"""DropoutNet as in the CSDM authors' code (spec 4.2): pretraining with item-embedding dropout.
+
+The backbone is pretrained again from the Trainer's initialisation of the same seed, with one
+change: with probability `dropout_prob` per batch, every row's item-ID embedding is replaced by
+the mean of the whole item table (all rows, never-seen ids included), held constant, so the
+network learns to predict from the other fields when the ID embedding is uninformative. In such a
+batch the item table gets no gradient and is not updated (as with PyTorch, where it has no .grad).
+Evaluation then follows `base`: new items keep their own pretrained rows.
+The per-batch coin is drawn from a generator seeded by the run seed (the reference uses unseeded
+Python `random`, D23).
+"""
+import numpy as np
+import tensorflow as tf
+
+from trainer import features, protocol
+from trainer.methods.base import ColdStartMethod, copy_weights, fresh_backbone
+
+
+class DropoutNet(ColdStartMethod):
+    name = "dropoutnet"
+    needs_base = True
+    defaults = {"dropout_prob": 0.1}
+
+    def prepare(self, backbone, splits, config) -> None:
+        base = splits["base"]
+        model = fresh_backbone(backbone, self.seed, base)
+        rng = np.random.default_rng(self.seed)
+        self.dropped_batches = 0
+
+        def drop(epoch, index) -> bool:
+            dropped = bool(rng.random() < self.options["dropout_prob"])
+            self.dropped_batches += dropped
+            return dropped
+
+        def loss_fn(batch, dropped):
+            if not dropped:
+                logits = model(batch, training=True)
+            else:
+                mean = tf.stop_gradient(tf.reduce_mean(model.item_table, axis=0))
+                rows = tf.shape(batch[features.ITEM_ID])[0]
+                logits = model.call_with_item_embedding(
+                    tf.tile(mean[None, :], [rows, 1]), batch, training=True)
+            return protocol.bce_from_logits(batch[features.LABEL], logits)
+
+        self.losses = protocol.train(model, base, model.trainable_variables, config,
+                                     config.pretrain_epochs, self.seed, loss_fn=loss_fn,
+                                     batch_flag=drop)
+        copy_weights(model, backbone)
