@@ -127,9 +127,14 @@ class MWUFTest(tf.test.TestCase):
     def test_rows_of_items_absent_from_base_decay_from_the_mean_row(self):
         _, method, splits, before = prepared("mwuf")
         new, _ = new_and_old(splits, len(before))
-        # new items never appear in base, so their new_item_emb rows only decay from the mean
+        # New items never appear in base: their rows start at the mean row and see only the
+        # coupled L2 gradient, so they stay equal and shrink towards 0 without changing sign
+        # (by about lr / (|theta| + 1e-2) per step, spec 3.6: to ~0.37 after these 32 steps).
         decayed = method.new_item_emb.numpy()[new]
-        self.assertLess(np.abs(decayed).max(), 0.1 * np.abs(before.mean(axis=0)).max())
+        mean_row = before.mean(axis=0)
+        self.assertAllEqual(decayed, np.tile(decayed[:1], [len(new), 1]))
+        self.assertAllEqual(np.sign(decayed[0]), np.sign(mean_row))
+        self.assertLess(np.abs(decayed[0] / mean_row).max(), 0.5)
 
 
 class VELFTest(tf.test.TestCase):
