@@ -72,6 +72,21 @@ class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
             self.assertGreater(np.abs(after[new] - before[new]).max(), 0)
 
     @parameterized.named_parameters(*GENERATORS)
+    def test_cumulative_warm_rounds_see_every_warm_split_so_far(self, name):
+        splits = fixtures.cold_start_splits()  # 256 rows per warm split: 4 batches of 64
+        batches = {}
+        for warm_data in ("current", "cumulative"):
+            method = methods.build(name, seed=0, iters=1, warm_epochs=1, warm_data=warm_data)
+            model = build("deepfm")
+            method.prepare(model, splits, CONFIG)
+            before = len(method.losses)
+            method.after_warm(model, "warm_b", splits, CONFIG)
+            batches[warm_data] = len(method.losses) - before
+        self.assertEqual(batches, {"current": 4, "cumulative": 8})
+        with self.assertRaisesRegex(ValueError, "warm_data must be current or cumulative"):
+            methods.build(name, warm_data="all")
+
+    @parameterized.named_parameters(*GENERATORS)
     def test_init_only_skips_warm_rounds(self, name):
         model = build("deepfm")
         splits = fixtures.cold_start_splits()

@@ -17,6 +17,7 @@ from trainer import features, protocol
 from trainer.methods.base import ColdStartMethod
 
 keras = tf.keras
+WARM_SPLITS = ("warm_a", "warm_b", "warm_c")
 
 
 def uniform_001():
@@ -102,6 +103,9 @@ class GeneratorMethod(ColdStartMethod):
         # *_init variants: no round and no overwrite after the warm phases, so the fine-tuned
         # embeddings of the warm phases are kept (the default overwrites them, spec fact 6, D10).
         "init_only": False,
+        # Data of each warm-phase round: "current" (the warm split just seen, the reference) or
+        # "cumulative" (every warm split seen so far).
+        "warm_data": "current",
         "jit_compile": False,    # XLA for the training step
         "batch_size": 0,         # 0: the protocol's batch size
         # Overwrite with the generator in training mode (dropout on: stochastic, as the reference,
@@ -112,6 +116,9 @@ class GeneratorMethod(ColdStartMethod):
     def __init__(self, seed: int = 0, **options):
         super().__init__(seed, **options)
         self.o = self.options
+        if self.o["warm_data"] not in ("current", "cumulative"):
+            raise ValueError(f"{self.name}: warm_data must be current or cumulative, "
+                             f"not {self.o['warm_data']!r}")
         self.built = False
         self.losses: List[float] = []  # last step's loss of every batch, all rounds
 
@@ -142,7 +149,11 @@ class GeneratorMethod(ColdStartMethod):
     def after_warm(self, backbone, warm_split, splits, config) -> None:
         if self.o["init_only"]:
             return
-        self.run_round(backbone, splits[warm_split], config, epochs=self.o["warm_epochs"],
+        arrays = splits[warm_split]
+        if self.o["warm_data"] == "cumulative":
+            seen = WARM_SPLITS[:WARM_SPLITS.index(warm_split) + 1]
+            arrays = {k: np.concatenate([splits[name][k] for name in seen]) for k in arrays}
+        self.run_round(backbone, arrays, config, epochs=self.o["warm_epochs"],
                        iters=self.o["iters"])
         self.overwrite(backbone, splits["warm_a"], config)
 
