@@ -12,7 +12,9 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -22,7 +24,7 @@ import tensorflow_transform as tft  # noqa: E402
 
 from components import example_io  # noqa: E402
 from pipeline import report  # noqa: E402
-from trainer import data, methods, metrics, protocol, task  # noqa: E402
+from trainer import data, methods, metrics, preprocessing, protocol, task  # noqa: E402
 
 
 def latest(pattern: str) -> str:
@@ -48,6 +50,8 @@ def main():
     p.add_argument("--backbone", default="deepfm")
     p.add_argument("--methods", default="base,dropoutnet,metae,mwuf,cvar,velf,csdm")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE")
+    p.add_argument("--seeds", help="comma-separated; seeds the run did not pretrain are pretrained "
+                   "here as the Trainer does (default: the run's seeds)")
     p.add_argument("--json", help="write the per-seed results here")
     args = p.parse_args()
     root = os.path.join(args.run, "tfx")
@@ -58,16 +62,27 @@ def main():
     with open(os.path.join(model_dir, "train_config.json")) as f:
         train_config = json.load(f)
     config = protocol.TrainConfig(**train_config["train"])
-    spec = tft.TFTransformOutput(transform).transformed_feature_spec()
+    tft_output = tft.TFTransformOutput(transform)
+    spec = tft_output.transformed_feature_spec()
     splits = {name: data.load_files(example_io.split_files(examples, name), spec)
               for name in ("base", "warm_a", "warm_b", "warm_c", "test")}
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else train_config["seeds"]
+    seed_dirs = {}
+    extra_dir = tempfile.mkdtemp(prefix="method_table_")
+    for seed in seeds:
+        if seed in train_config["seeds"]:
+            seed_dirs[seed] = task.seed_dir(model_dir, seed)
+        else:
+            seed_dirs[seed] = task.seed_dir(extra_dir, seed)
+            task.save(task.pretrain(train_config["backbone"], preprocessing.vocab_sizes(tft_output),
+                                    splits["base"], config, seed), seed_dirs[seed])
     options = parse_sets(args.set)
     rows, results = [], {}
     for label in args.methods.split(","):
         start = time.perf_counter()
         per_seed = {}
-        for seed in train_config["seeds"]:
-            backbone = task.load(task.seed_dir(model_dir, seed), splits["test"])
+        for seed in seeds:
+            backbone = task.load(seed_dirs[seed], splits["test"])
             method = methods.build(label, seed=seed, **options.get(label, {}))
             per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed,
                                                                 method)
@@ -78,7 +93,7 @@ def main():
         print(f"{label}: {json.dumps(summary)} {seconds:.0f} s", file=sys.stderr, flush=True)
     base = dict((label, summary) for label, summary, _ in rows).get("base")
     phases = protocol.PHASES
-    print(f"\n{args.backbone}, seeds {train_config['seeds']}, {args.run}")
+    print(f"\n{args.backbone}, seeds {seeds}, {args.run}")
     print("| method | " + " | ".join(phases) + " | wall time |")
     print("|---" * (len(phases) + 2) + "|")
     for label, summary, seconds in rows:
@@ -91,8 +106,9 @@ def main():
         print(f"| {label} | " + " | ".join(cells) + f" | {seconds:.0f} s |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"backbone": args.backbone, "config": train_config, "options": options,
-                       "results": results}, f, indent=1)
+            json.dump({"backbone": args.backbone, "seeds": seeds, "config": train_config,
+                       "options": options, "results": results}, f, indent=1)
+    shutil.rmtree(extra_dir)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,21 @@ class VELFTrainingTest(tf.test.TestCase):
         method.pretrain(model, splits["base"],
                         protocol.TrainConfig(batch_size=64, pretrain_epochs=4))
         self.assertLess(method.losses[-1], method.losses[0])
+
+
+class DropoutNetTableStepTest(tf.test.TestCase):
+
+    def test_zero_gradient_variant_moves_the_table_in_dropped_batches(self):
+        """With every batch dropped, the table gets no data gradient: under the PyTorch < 2
+        variant every row still takes Adam steps on its coupled L2 term, under the default it
+        stays at its init."""
+        tables = {}
+        for step_table in (False, True):
+            model = build("deepfm", seed=5)
+            method = methods.build("dropoutnet", seed=3, dropout_prob=1.0,
+                                   step_table_when_dropped=step_table)
+            method.prepare(model, fixtures.cold_start_splits(), CONFIG)
+            tables[step_table] = model.item_table.numpy()
+        fresh = methods_base.fresh_backbone(build("deepfm"), 3, fixtures.cold_start_splits()["base"])
+        self.assertAllEqual(tables[False], fresh.item_table)
+        self.assertTrue(np.all(tables[True] != tables[False]))

@@ -4,7 +4,9 @@ The backbone is pretrained again from the Trainer's initialisation of the same s
 change: with probability `dropout_prob` per batch, every row's item-ID embedding is replaced by
 the mean of the whole item table (all rows, never-seen ids included), held constant, so the
 network learns to predict from the other fields when the ID embedding is uninformative. In such a
-batch the item table gets no gradient and is not updated (as with PyTorch, where it has no .grad).
+batch the item table gets no gradient and is not updated (PyTorch >= 2, where the unused table
+has no .grad); `step_table_when_dropped=True` gives it a zero gradient instead (PyTorch < 2's
+zero_grad), so its rows still move with their momentum and weight decay.
 Evaluation then follows `base`: new items keep their own pretrained rows.
 The per-batch coin is drawn from a generator seeded by the run seed (the reference uses unseeded
 Python `random`, D23).
@@ -19,7 +21,7 @@ from trainer.methods.base import ColdStartMethod, copy_weights, fresh_backbone
 class DropoutNet(ColdStartMethod):
     name = "dropoutnet"
     needs_base = True
-    defaults = {"dropout_prob": 0.1}
+    defaults = {"dropout_prob": 0.1, "step_table_when_dropped": False}
 
     def prepare(self, backbone, splits, config) -> None:
         base = splits["base"]
@@ -40,6 +42,8 @@ class DropoutNet(ColdStartMethod):
                 rows = tf.shape(batch[features.ITEM_ID])[0]
                 logits = model.call_with_item_embedding(
                     tf.tile(mean[None, :], [rows, 1]), batch, training=True)
+                if self.options["step_table_when_dropped"]:
+                    logits += 0.0 * tf.reduce_sum(model.item_table[:1])  # a zero gradient
             return protocol.bce_from_logits(batch[features.LABEL], logits)
 
         self.losses = protocol.train(model, base, model.trainable_variables, config,
