@@ -64,6 +64,17 @@ class ProcessTest(tf.test.TestCase):
         exact = method.q_sample(z0[:1], h[:1], tf.constant([t]), tf.zeros([1, 16]))
         self.assertAllClose(exact[0], expected, atol=1e-6)
 
+    def test_forward_with_dropout_masks_h(self):
+        """With dropout (the paper's setting) each element of c_t h is dropped or doubled."""
+        method, _, _ = prepared(small_csdm(dropout=True))
+        n, t = 4000, 50
+        z0, eps = tf.zeros([n, 16]), tf.zeros([n, 16])
+        h = tf.ones([n, 16])
+        c_t = schedule(100, 1e-5, 1e-5)[1][t]
+        h_part = method.q_sample(z0, h, tf.fill([n], t), eps).numpy() / c_t
+        self.assertAllClose(np.unique(np.round(h_part, 4)), [0.0, 2.0])
+        self.assertNear(float((h_part > 1).mean()), 0.5, 0.02)
+
     def test_reverse_with_oracle_denoiser_recovers_z0(self):
         method, _, _ = prepared(small_csdm(dropout=False))
         rng = np.random.default_rng(0)

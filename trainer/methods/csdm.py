@@ -85,8 +85,13 @@ class Denoiser(keras.layers.Layer):
 
 class CSDM(GeneratorMethod):
     name = "csdm"
+    # Defaults chosen by measurement on ML-1M (N=200, K=20, DeepFM, seeds 0-2; README): dropout
+    # off, and warm-phase rounds of 3 epochs on every warm split seen so far, beat the released
+    # code's settings (dropout on, 2 epochs on the current split) in every phase.
     defaults = {
         **GeneratorMethod.defaults,
+        "warm_epochs": 3,
+        "warm_data": "cumulative",
         "T": 100,                 # diffusion steps
         "stride": 10,             # reverse sub-sequence stride (`timesteps` in the released code)
         "beta_start": 1e-5,       # noise_scale * noise_min of the readme command
@@ -94,7 +99,7 @@ class CSDM(GeneratorMethod):
         "diff_coef": 1.0,         # rho, weight of L_diff
         "train_denoiser": True,   # the paper (Algorithm 1); False = the released code (D1)
         "forward_coef": "c",      # "c" (released code) or "sqrt_c" (the supplement's lemma), D4
-        "dropout": True,          # False: no mask on h and no denoiser input dropout (D9)
+        "dropout": False,         # True: the mask on h and the denoiser input dropout (D9)
         "time_embedding": 32,     # size of the sinusoidal time embedding (2 x d, readme)
     }
 
