@@ -21,7 +21,7 @@ setuptools.setup(
     description="Cold-start CTR prediction (CSDM and baselines) as a TFX pipeline",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["pipeline*", "components*", "trainer*", "schemas*"]),
-    package_data={"schemas": ["*/*.pbtxt"]},
+    package_data={"schemas": ["*/*.pbtxt", "*/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": ["pytest"]},
     entry_points={"console_scripts": ["coldstart=pipeline.cli:main"]},

@@ -24,7 +24,7 @@ import tensorflow_transform as tft  # noqa: E402
 
 from components import example_io  # noqa: E402
 from pipeline import report  # noqa: E402
-from trainer import data, methods, metrics, preprocessing, protocol, task  # noqa: E402
+from trainer import data, features, methods, metrics, preprocessing, protocol, task  # noqa: E402
 
 
 def latest(pattern: str) -> str:
@@ -74,7 +74,9 @@ def main():
             seed_dirs[seed] = task.seed_dir(model_dir, seed)
         else:
             seed_dirs[seed] = task.seed_dir(extra_dir, seed)
-            task.save(task.pretrain(train_config["backbone"], preprocessing.vocab_sizes(tft_output),
+            feature_config = features.from_json(train_config["features"])
+            task.save(task.pretrain(train_config["backbone"], feature_config,
+                                    preprocessing.vocab_sizes(tft_output, feature_config),
                                     splits["base"], config, seed), seed_dirs[seed])
     options = parse_sets(args.set)
     rows, results = [], {}

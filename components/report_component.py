@@ -7,7 +7,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, standard_artifacts
 
-from components import tfma_check
+from components import example_gen, tfma_check
 from components.split_component import read_split_stats
 from components.warmup_component import PhaseEvaluation, read_phase_metrics
 from pipeline import report as report_lib
@@ -34,6 +34,7 @@ def write_report(directory: str, report: dict) -> None:
 def ReportGen(
     split_examples: InputArtifact[standard_artifacts.Examples],
     evaluation: InputArtifact[PhaseEvaluation],
+    quarantine: InputArtifact[example_gen.Quarantine],
     report: OutputArtifact[Report],
     dataset: Parameter[str],
     run_config: Parameter[str] = "{}",
@@ -45,6 +46,10 @@ def ReportGen(
     phase_metrics = read_phase_metrics(evaluation.uri)
     result = report_lib.build_report(dataset, stats["N"], stats["K"], stats, phase_metrics,
                                      json.loads(run_config))
+    ingest = example_gen.read_stats(quarantine.uri)
+    result["ingest"] = {k: ingest[k] for k in ("rows", "examples", "negatives")}
+    result["quarantined"] = {"rows": ingest["quarantined"], "by_reason": ingest["by_reason"],
+                             "path": example_gen.bad_rows_pattern(quarantine.uri)}
     if tfma_evaluation is not None:
         result["tfma"] = tfma_check.compare(tfma_check.read_auc(tfma_evaluation.uri),
                                             phase_metrics["methods"])

@@ -8,19 +8,25 @@ import shutil
 import sys
 import time
 
-from pipeline import datasets
+from components import log_config
+from pipeline import beam_presets, datasets
+import schemas
 
-DEFAULT_BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-IMAGE_SCHEMA = "/pipeline/schemas/movielens/schema.pbtxt"  # where the Dockerfile puts it
+IMAGE_SCHEMA = "/pipeline/schemas/{}/schema.pbtxt"  # where the Dockerfile puts the built-in ones
+DATASET_HELP = ("a built-in data set ({}) or the path of a YAML config describing your own log "
+                "(see components/log_config.py)")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coldstart", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline end to end and write the report")
-    run.add_argument("--dataset", choices=sorted(datasets.DEFAULT_SPLIT), default="ml-100k")
-    run.add_argument("--data-dir", help="input folder (ml-1m), or the download cache (ml-100k; "
+    run.add_argument("--dataset", default="ml-100k",
+                     help=DATASET_HELP.format(", ".join(schemas.builtin())))
+    run.add_argument("--data-dir", help="input folder, or the download cache (ml-100k, tafeng; "
                      "default $COLDSTART_DATA_DIR or ~/.cache/coldstart)")
+    run.add_argument("--max-bad-fraction", type=float, default=0.001,
+                     help="fail when more than this fraction of input rows is quarantined")
     run.add_argument("--backbone", default="deepfm",
                      help="comma-separated backbones; several write OUT/<backbone>/report.json")
     run.add_argument("--methods", default="base",
@@ -37,8 +43,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--frozen-mode", choices=("train", "inference"), default="train",
                      help="mode of the frozen backbone while item IDs train (train: reference)")
     run.add_argument("--output", required=True, help="output folder (report + TFX artifacts)")
-    run.add_argument("--beam-arg", action="append", default=None,
-                     help="Beam pipeline argument, repeatable (default: in-process DirectRunner)")
+    run.add_argument("--beam-preset", default="direct", choices=sorted(beam_presets.PRESETS),
+                     help="Beam runner preset (see pipeline/beam_presets.py)")
+    run.add_argument("--beam-arg", action="append", default=[],
+                     help="Beam pipeline argument, repeatable; added to (or overriding) the preset")
     run.add_argument("--set", dest="method_options", action="append", default=[],
                      metavar="METHOD.OPTION=VALUE",
                      help="cold-start method option, repeatable (e.g. csdm.iters=2)")
@@ -48,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", action="store_true",
                      help="reuse unchanged component outputs of earlier runs in OUT/tfx")
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI")
-    comp.add_argument("--dataset", choices=sorted(datasets.DEFAULT_SPLIT), default="ml-1m")
+    comp.add_argument("--dataset", default="ml-1m",
+                      help=DATASET_HELP.format(", ".join(schemas.builtin())))
     comp.add_argument("--data-root", required=True, help="input folder the cluster can read "
                       "(e.g. gs://bucket/ml-1m)")
     comp.add_argument("--pipeline-root", required=True, help="artifact root (e.g. gs://bucket/runs)")
@@ -61,8 +70,9 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--K", type=int)
     comp.add_argument("--beam-arg", action="append", default=None,
                       help="Beam argument for the cluster runs, e.g. --runner=DataflowRunner")
-    comp.add_argument("--schema-file", default=IMAGE_SCHEMA,
-                      help="the schema's path inside the image (default: the Dockerfile's)")
+    comp.add_argument("--schema-file",
+                      help="the schema's path inside the image (default: the Dockerfile's copy of "
+                           "the built-in one)")
     comp.add_argument("--output", required=True, help="pipeline JSON file to write")
     return p
 
@@ -72,19 +82,36 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
     from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
 
-    default_n, default_k = datasets.DEFAULT_SPLIT[args.dataset]
+    config = load_dataset(args.dataset)
+    schema_file = args.schema_file
+    if not schema_file:
+        if config.name not in schemas.builtin():
+            raise ValueError("--schema-file is required for a data set of your own")
+        schema_file = IMAGE_SCHEMA.format(config.name)
     tfx_pipeline = pipeline_lib.create_pipeline(
-        pipeline_name=f"coldstart-{args.dataset}", pipeline_root=args.pipeline_root,
-        data_root=args.data_root, dataset=args.dataset, N=args.N or default_n,
-        K=args.K or default_k, backbones=args.backbone.split(","),
+        pipeline_name=f"coldstart-{config.name}", pipeline_root=args.pipeline_root,
+        data_root=args.data_root, dataset=config, N=args.N or config.N, K=args.K or config.K,
+        schema_file=schema_file, backbones=args.backbone.split(","),
         methods=args.methods.split(","), seeds=list(range(args.seed, args.seed + args.runs)),
-        beam_pipeline_args=args.beam_arg or [], schema_file=args.schema_file)
+        beam_pipeline_args=args.beam_arg or [])
     output = os.path.abspath(args.output)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=args.image),
         output_dir=os.path.dirname(output), output_filename=os.path.basename(output))
     runner.run(tfx_pipeline, write_out=True)
     return output
+
+
+def load_dataset(name_or_path: str) -> log_config.DatasetConfig:
+    """A built-in data set by name, or a YAML config file."""
+    if name_or_path in schemas.builtin():
+        return log_config.load(schemas.config_path(name_or_path))
+    if name_or_path.endswith((".yaml", ".yml")) or os.path.isfile(name_or_path):
+        if not os.path.isfile(name_or_path):
+            raise FileNotFoundError(f"dataset config {name_or_path!r} does not exist")
+        return log_config.load(name_or_path)
+    raise ValueError(f"--dataset {name_or_path!r} is neither a built-in data set "
+                     f"({', '.join(schemas.builtin())}) nor a YAML config file")
 
 
 def parse_method_options(items) -> dict:
@@ -108,7 +135,7 @@ def run(args: argparse.Namespace) -> dict:
     from pipeline import report as report_lib  # pylint: disable=import-outside-toplevel
     from components.report_component import Report, write_report  # pylint: disable=import-outside-toplevel
     from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
-    from components import item_split  # pylint: disable=import-outside-toplevel
+    from components import item_split, log_reader  # pylint: disable=import-outside-toplevel
 
     from trainer import backbones, methods  # pylint: disable=import-outside-toplevel
 
@@ -124,26 +151,40 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--set names {name!r}, which is not in --methods {args.methods}")
     for name in method_names:  # unknown methods and options fail here, before any work
         methods.build(name, **method_options.get(name, {}))
-    default_n, default_k = datasets.DEFAULT_SPLIT[args.dataset]
-    n, k = args.N or default_n, args.K or default_k
+    config = load_dataset(args.dataset)
+    n, k = args.N or config.N, args.K or config.K
     if args.runs < 1:
         raise ValueError("--runs must be at least 1")
+    if not 0 <= args.max_bad_fraction <= 1:
+        raise ValueError("--max-bad-fraction must be in [0, 1]")
     item_split.check_params(n, k)
-    data_root = datasets.resolve(args.dataset, args.data_dir)
+    beam_args = beam_presets.beam_args(args.beam_preset, args.beam_arg)
+    builtin = args.dataset in schemas.builtin()
+    data_root = datasets.resolve(args.dataset if builtin else f"{config.name} ({args.dataset})",
+                                 args.data_dir)
+    log_reader.resolve(config, data_root)  # missing files, empty files, absent columns: now
     output = os.path.abspath(args.output)
     paths = pipeline_lib.local_paths(output)
     if args.fresh and os.path.exists(paths["pipeline_root"]):
         shutil.rmtree(paths["pipeline_root"])
     os.makedirs(paths["pipeline_root"], exist_ok=True)
+    if builtin:
+        schema_file = schemas.schema_path(config.name)
+    else:
+        schema_file = os.path.join(output, "schema", "schema.pbtxt")
+        os.makedirs(os.path.dirname(schema_file), exist_ok=True)
+        with open(schema_file, "w") as f:
+            f.write(schemas.schema_text(config))
     seeds = list(range(args.seed, args.seed + args.runs))
     train = {"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
              "optimizer": args.optimizer, "frozen_mode": args.frozen_mode}
     tfx_pipeline = pipeline_lib.create_pipeline(
-        pipeline_name=f"coldstart-{args.dataset}", pipeline_root=paths["pipeline_root"],
-        data_root=data_root, dataset=args.dataset, N=n, K=k, backbones=backbone_names,
-        methods=method_names, method_options=method_options, seeds=seeds, train=train,
-        metadata_path=paths["metadata_path"], beam_pipeline_args=args.beam_arg or DEFAULT_BEAM_ARGS,
-        enable_cache=args.cache, tfma_seeds=args.tfma_seeds)
+        pipeline_name=f"coldstart-{config.name}", pipeline_root=paths["pipeline_root"],
+        data_root=data_root, dataset=config, N=n, K=k, schema_file=schema_file,
+        backbones=backbone_names, methods=method_names, method_options=method_options,
+        seeds=seeds, train=train, metadata_path=paths["metadata_path"],
+        beam_pipeline_args=beam_args, enable_cache=args.cache, tfma_seeds=args.tfma_seeds,
+        max_bad_fraction=args.max_bad_fraction)
     tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
     reports = {}
     for uri in pipeline_lib.last_run_artifact_uris(paths["metadata_path"], Report.TYPE_NAME):
@@ -176,7 +217,7 @@ def main(argv=None) -> int:
             print(compile_pipeline(args))
         else:
             run(args)
-    except (datasets.DataError, FileNotFoundError, ValueError) as err:
+    except (datasets.DataError, FileNotFoundError, ValueError, UnicodeDecodeError) as err:
         print(f"coldstart: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # pylint: disable=broad-except

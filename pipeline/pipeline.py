@@ -1,20 +1,20 @@
-"""The TFX graph: ExampleGen -> ItemSplitGen -> (ImportSchemaGen) Transform -> per backbone:
-Trainer (pretrain) -> WarmupEvaluate -> Evaluator (TFMA, sliced by phase) -> ReportGen."""
+"""The TFX graph: ClickLogExampleGen -> QuarantineGate -> ItemSplitGen -> StatisticsGen -> ExampleValidator ->
+AnomalyGate; (ImportSchemaGen) Transform -> per backbone: Trainer (pretrain) -> WarmupEvaluate ->
+Evaluator (TFMA, sliced by phase) -> ReportGen."""
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from tfx import v1 as tfx
-from tfx.components import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2, transform_pb2
+from tfx.proto import transform_pb2
 
-from components import movielens, tfma_check
+from components import example_gen as example_gen_lib, log_config, tfma_check
 from components.item_split import SPLITS
 from components.report_component import ReportGen
 from components.split_component import ItemSplitGen
+from components.validation import AnomalyGate
 from components.warmup_component import WarmupEvaluate
-import schemas
+from trainer import features
 
 TRANSFORMED_SPLITS = [s for s in SPLITS if s != "dropped"]
 
@@ -23,9 +23,10 @@ def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
     data_root: str,
-    dataset: str,
+    dataset: log_config.DatasetConfig,
     N: int,
     K: int,
+    schema_file: str,
     backbones: Sequence[str] = ("deepfm",),
     methods: Sequence[str] = ("base",),
     method_options: Optional[Dict[str, Dict[str, Any]]] = None,
@@ -35,21 +36,23 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = False,
     tfma_seeds: int = 1,
-    schema_file: Optional[str] = None,
+    max_bad_fraction: float = example_gen_lib.DEFAULT_MAX_BAD_FRACTION,
 ) -> tfx.dsl.Pipeline:
-    """`tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
-    `schema_file`: where the component will read the schema (default: this checkout's)."""
-    example_gen = FileBasedExampleGen(
-        input_base=data_root,
-        custom_executor_spec=executor_spec.BeamExecutorSpec(movielens.Executor),
-        input_config=example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name="all", pattern="*")]),
-        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-            example_gen_pb2.SplitConfig.Split(name="all", hash_buckets=1)])),
-    )
+    """`dataset`: how to read `data_root`; `schema_file`: its schema, where the component will
+    read it. `tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
+    `max_bad_fraction`: quarantined rows above this fraction of the input fail the run."""
+    feature_json = features.to_json(features.from_dataset(dataset.to_dict()))
+    example_gen = example_gen_lib.ClickLogExampleGen(
+        input_base=data_root, dataset_config=json.dumps(dataset.to_dict(), sort_keys=True))
+    quarantine_gate = example_gen_lib.QuarantineGate(
+        quarantine=example_gen.outputs["quarantine"], max_bad_fraction=max_bad_fraction)
     split = ItemSplitGen(examples=example_gen.outputs["examples"], N=N, K=K)
-    schema = tfx.components.ImportSchemaGen(
-        schema_file=schema_file or schemas.schema_path("movielens"))
+    split.add_upstream_node(quarantine_gate)
+    schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
+    statistics = tfx.components.StatisticsGen(examples=split.outputs["split_examples"])
+    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
+                                                schema=schema.outputs["schema"])
+    gate = AnomalyGate(anomalies=validator.outputs["anomalies"])
     transform = tfx.components.Transform(
         examples=split.outputs["split_examples"],
         schema=schema.outputs["schema"],
@@ -57,10 +60,12 @@ def create_pipeline(
         # Statistics over the whole log, dropped items included (spec 1.7).
         splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
         disable_statistics=True,
+        custom_config={"features": feature_json},
     )
+    transform.add_upstream_node(gate)
     per_backbone = []
     for backbone in backbones:
-        run_config = {"dataset": dataset, "N": N, "K": K, "backbone": backbone,
+        run_config = {"dataset": dataset.to_dict(), "data_root": data_root, "N": N, "K": K, "backbone": backbone,
                       "methods": list(methods), "method_options": method_options or {},
                       "seeds": list(seeds), "train": dict(train or {})}
         trainer = tfx.components.Trainer(
@@ -70,7 +75,8 @@ def create_pipeline(
             schema=schema.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["base"]),
             eval_args=tfx.proto.EvalArgs(splits=["test"]),
-            custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {})},
+            custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
+                           "features": feature_json},
         ).with_id(f"Trainer.{backbone}")
         warmup = WarmupEvaluate(
             transformed_examples=transform.outputs["transformed_examples"],
@@ -90,7 +96,8 @@ def create_pipeline(
             per_backbone.append(evaluator)
         per_backbone.append(ReportGen(
             split_examples=split.outputs["split_examples"],
-            evaluation=warmup.outputs["evaluation"], dataset=dataset,
+            evaluation=warmup.outputs["evaluation"], dataset=dataset.name,
+            quarantine=example_gen.outputs["quarantine"],
             run_config=json.dumps(run_config, sort_keys=True), **tfma,
         ).with_id(f"ReportGen.{backbone}"))
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
@@ -98,7 +105,9 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, split, schema, transform, *per_backbone],
+        components=[example_gen, quarantine_gate, split, schema, statistics, validator, gate,
+                    transform,
+                    *per_backbone],
         metadata_connection_config=metadata,
         beam_pipeline_args=beam_pipeline_args or [],
         enable_cache=enable_cache,

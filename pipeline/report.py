@@ -31,7 +31,7 @@ def build_report(dataset: str, N: int, K: int, split_stats: Dict[str, int],
         "dataset": dataset, "backbone": phase_metrics["backbone"], "N": N, "K": K,
         "runs": len(phase_metrics["seeds"]), "seeds": list(phase_metrics["seeds"]),
         "splits": {**{key: split_stats[key] for key in SPLIT_KEYS},
-                   "old_items": split_stats["old_items"], "new_items": split_stats["new_items"]},
+                   **{key: split_stats[key] for key in ("old_items", "new_items", "dropped_items")}},
         "methods": methods,
         "per_seed": phase_metrics["methods"],
         "config": config,
@@ -64,6 +64,12 @@ def render_markdown(report: Dict[str, Any]) -> str:
               "| method | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
     for name, phases in report["methods"].items():
         lines.append(f"| {name} | " + " | ".join(f"{phases[p]['f1']:.4f}" for p in PHASES) + " |")
+    if "quarantined" in report:
+        q = report["quarantined"]
+        reasons = ", ".join(f"{k} {v:,}" for k, v in q["by_reason"].items()) or "none"
+        lines += ["", f"Input: {report['ingest']['rows']:,} rows, {report['ingest']['examples']:,} "
+                      f"examples ({report['ingest']['negatives']:,} sampled negatives); "
+                      f"{q['rows']:,} rows quarantined ({reasons}): `{q['path']}`."]
     if "tfma" in report:
         lines += ["", f"TFMA Evaluator (seeds {', '.join(report['tfma']['seeds'])}): largest "
                       f"|AUC_TFMA - AUC| over method x seed x phase = "

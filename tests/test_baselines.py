@@ -38,7 +38,7 @@ class DropoutNetTest(tf.test.TestCase):
 
     def test_no_dropout_is_the_trainers_pretraining(self):
         model, _, splits, config = self.pretrained(0.0)
-        reference = task.pretrain("deepfm", fixtures.VOCAB, splits["base"], config, seed=3)
+        reference = task.pretrain("deepfm", features.MOVIELENS, fixtures.VOCAB, splits["base"], config, seed=3)
         for ours, theirs in zip(model.get_weights(), reference.get_weights()):
             self.assertAllEqual(ours, theirs)
 

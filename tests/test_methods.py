@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tests import fixtures
 from tests.test_backbones import build
-from trainer import methods, protocol, task
+from trainer import features, methods, protocol, task
 
 CONFIG = protocol.TrainConfig(batch_size=64)
 GENERATORS = [("csdm", "csdm"), ("cvar", "cvar")]
@@ -19,7 +19,7 @@ def loss_trend(name, **options):
     backbone pretrained there (an untrained one barely depends on the item embedding)."""
     method = methods.build(name, seed=0, **options)
     splits = fixtures.cold_start_splits(rows=1024)
-    model = task.pretrain("deepfm", fixtures.VOCAB, splits["base"],
+    model = task.pretrain("deepfm", features.MOVIELENS, fixtures.VOCAB, splits["base"],
                           protocol.TrainConfig(batch_size=64, learning_rate=1e-2), seed=0)
     protocol.seed_everything(0)
     method.prepare(model, splits, CONFIG)

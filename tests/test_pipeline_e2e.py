@@ -1,6 +1,10 @@
 """End to end: the TFX pipeline through the CLI on a small, generated ML-1M-format log."""
+import contextlib
+import glob
+import io
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -15,11 +19,12 @@ from trainer import data, preprocessing, protocol, task
 N, K = 100, 10
 
 
-def write_log(directory, seed=0):
+def write_log(directory, seed=0, bad_lines=()):
     """200 users, 40 movies: 10 old (150 rows), 20 new (30..100 rows), 10 too rare (5..20).
 
     Ratings depend on a user taste x movie genre match, so the label is learnable.
-    Returns the (item_id, timestamp) rows in file order.
+    `bad_lines`: {line number: text} put at those lines of ratings.dat.
+    Returns the (item_id, timestamp) rows of the good lines in file order.
     """
     rng = np.random.default_rng(seed)
     genres = ["Action", "Comedy", "Drama", "Horror"]
@@ -40,8 +45,11 @@ def write_log(directory, seed=0):
             lines.append(f"{u}::{m}::{rating}::{ts}\n")
             rows.append((str(m), ts))
     order = rng.permutation(len(lines))
+    ordered = [lines[i] for i in order]
+    for number, text in sorted(dict(bad_lines).items()):
+        ordered.insert(number - 1, text)
     with open(os.path.join(directory, "ratings.dat"), "w") as f:
-        f.writelines(lines[i] for i in order)
+        f.writelines(ordered)
     return [rows[i] for i in order]
 
 
@@ -51,7 +59,8 @@ class PipelineEndToEndTest(tf.test.TestCase):
         root = self.create_tempdir().full_path
         data_dir = os.path.join(root, "ml")
         os.makedirs(data_dir)
-        rows = write_log(data_dir)
+        bad = {7: "3::4::5\n", 1000: "9::1::4::not-a-time\n"}  # 2 of ~2,900 lines: below 0.1 %
+        rows = write_log(data_dir, bad_lines=bad)
         out = os.path.join(root, "out")
         code = cli.main(["run", "--dataset", "ml-1m", "--data-dir", data_dir, "--N", str(N),
                          "--K", str(K), "--runs", "2", "--seed", "7", "--batch-size", "64",
@@ -72,7 +81,18 @@ class PipelineEndToEndTest(tf.test.TestCase):
                   ("base", "warm_a", "warm_b", "warm_c", "test", "dropped")}
         self.assertEqual(counts["base"], 1500)
         self.assertEqual(counts["warm_a"], 20 * K)
-        self.assertEqual(report["splits"], {**counts, "old_items": 10, "new_items": 20})
+        self.assertEqual(report["splits"], {**counts, "old_items": 10, "new_items": 20,
+                                            "dropped_items": 10})
+        quarantined = report["quarantined"]
+        self.assertEqual((quarantined["rows"], quarantined["by_reason"]),
+                         (2, {"bad_timestamp": 1, "field_count": 1}))
+        records = [json.loads(line) for path in tf.io.gfile.glob(quarantined["path"])
+                   for line in open(path)]
+        self.assertEqual(sorted((r["line"], r["reason"], r["raw"]) for r in records),
+                         [(7, "field_count", "3::4::5"),
+                          (1000, "bad_timestamp", "9::1::4::not-a-time")])
+        self.assertEqual(report["ingest"], {"rows": len(rows) + 2, "examples": len(rows),
+                                            "negatives": 0})
         self.assertEqual((report["dataset"], report["backbone"], report["N"], report["K"]),
                          ("ml-1m", "deepfm", N, K))
         self.assertEqual((report["runs"], report["seeds"]), (2, [7, 8]))
@@ -108,7 +128,8 @@ class PipelineEndToEndTest(tf.test.TestCase):
         model = task.load(task.seed_dir(os.path.join(model_uri, "Format-Serving"), 8), test)
         self.assertAllClose(protocol.evaluate(model, test)["auc"],
                             report["per_seed"]["base"]["8"]["cold"]["auc"], atol=1e-6)
-        self.assertEqual(preprocessing.vocab_sizes(tft.TFTransformOutput(graph))["item_id"], 41)
+        self.assertEqual(preprocessing.vocab_sizes(tft.TFTransformOutput(graph), model.config)
+                         ["item_id"], 41)
 
 
 class CliErrorsTest(tf.test.TestCase):
@@ -119,9 +140,39 @@ class CliErrorsTest(tf.test.TestCase):
 
     def test_folder_without_movielens_files(self):
         empty = self.create_tempdir().full_path
-        with self.assertRaisesRegex(FileNotFoundError, "holds no MovieLens data"):
+        with self.assertRaisesRegex(FileNotFoundError, r"no input file matches .*ratings.dat\*"):
             cli.run(cli.parser().parse_args(
                 ["run", "--dataset", "ml-1m", "--data-dir", empty, "--output", empty]))
+
+    def test_one_percent_bad_lines_fail_the_run_with_count_and_path(self):
+        root = self.create_tempdir().full_path
+        bad = {n: f"{n}::x\n" for n in range(10, 2900, 100)}  # 29 of ~2,900 lines: 1 %
+        rows = write_log(root, bad_lines=bad)
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = cli.main(["run", "--dataset", "ml-1m", "--data-dir", root, "--N", str(N),
+                             "--K", str(K), "--output", os.path.join(root, "out")])
+        self.assertEqual(code, 1)
+        total = len(rows) + len(bad)
+        message = stderr.getvalue()
+        self.assertRegex(message, rf"29 of {total:,} input rows \({100 * 29 / total:.2f} %\) are "
+                                  rf"bad, above the threshold of 0.1 % \(field_count: 29\)")
+        path = re.search(r"are in (\S+)", message).group(1)
+        records = [json.loads(line) for p in glob.glob(path) for line in open(p)]
+        self.assertEqual(sorted(r["line"] for r in records), sorted(bad))
+
+    def test_missing_column_in_own_config(self):
+        root = self.create_tempdir().full_path
+        with open(os.path.join(root, "log.csv"), "w") as f:
+            f.write("user,item,time,click\nu,i,1,1\n")
+        config = os.path.join(root, "mine.yaml")
+        with open(config, "w") as f:
+            f.write("name: mine\nlog: {files: [log.csv]}\nlabel: {column: clicked, positive: [1]}\n"
+                    "fields:\n  - {name: user_id, column: user}\n  - {name: item_id, column: item}\n"
+                    "  - {name: timestamp, column: time, type: timestamp}\n")
+        with self.assertRaisesRegex(ValueError, "reads column 'clicked', which no input has"):
+            cli.run(cli.parser().parse_args(["run", "--dataset", config, "--data-dir", root,
+                                             "--output", root]))
 
     def test_unknown_names_fail_before_any_work(self):
         out = self.create_tempdir().full_path
@@ -162,9 +213,10 @@ class CompileTest(tf.test.TestCase):
             spec = json.load(f)
         spec = spec.get("pipelineSpec", spec)
         self.assertEqual(sorted(spec["root"]["dag"]["tasks"]), sorted(
-            ["FileBasedExampleGen", "ImportSchemaGen", "ItemSplitGen", "Transform"]
+            ["ClickLogExampleGen", "QuarantineGate", "ImportSchemaGen", "ItemSplitGen", "StatisticsGen",
+             "ExampleValidator", "AnomalyGate", "Transform"]
             + [f"{c}.{b}" for c in ("Trainer", "WarmupEvaluate", "Evaluator", "ReportGen")
                for b in ("deepfm", "dcn")]))
         text = json.dumps(spec)
         self.assertIn("registry.example/coldstart:1", text)
-        self.assertIn(cli.IMAGE_SCHEMA, text)
+        self.assertIn(cli.IMAGE_SCHEMA.format("ml-1m"), text)

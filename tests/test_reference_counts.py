@@ -1,12 +1,16 @@
-"""The split on the real ML-1M slice reproduces the reference counts (shared/datasets/README.md)."""
+"""On the real ML-1M slice: the split reproduces the reference counts (shared/datasets/README.md),
+and a ratings file with a handful of broken lines is read with exactly those lines quarantined."""
 import gzip
 import os
+import shutil
 import unittest
 
 import tensorflow as tf
 
-from components import movielens
+from components import example_gen, log_config
 from components.item_split import item_group, split_log
+import schemas
+from tests.test_ingest import ingest
 
 ML1M = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
                     "ml-1m-users1-2999")
@@ -16,10 +20,12 @@ ML1M = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
 class ReferenceCountsTest(tf.test.TestCase):
 
     def test_ml1m_users_1_2999_n200_k20(self):
+        config = log_config.load(schemas.config_path("ml-1m"))
         with gzip.open(os.path.join(ML1M, "ratings.dat.gz"), "rt") as f:
-            rows = [movielens.parse_rating(line, "ml-1m") for line in f]
+            rows = [log_config.split_line(line, config.log, config.log.columns) for line in f]
         self.assertLen(rows, 487650)
-        log = [(item, ts) for _, item, _, ts in rows]
+        timestamp = config.field("timestamp")
+        log = [(r["item"], log_config.parse_field(r["timestamp"], timestamp)) for r in rows]
         splits = split_log(log, N=200, K=20)
         counts = {name: splits.count(name) for name in set(splits)}
         self.assertEqual(counts["base"], 324415)
@@ -30,3 +36,24 @@ class ReferenceCountsTest(tf.test.TestCase):
             item_counts[item] = item_counts.get(item, 0) + 1
         groups = [item_group(c, 200, 20) for c in item_counts.values()]
         self.assertEqual((groups.count("old"), groups.count("new")), (765, 1087))
+
+    def test_a_handful_of_broken_lines_are_quarantined_exactly(self):
+        folder = self.create_tempdir().full_path
+        for name in ("users.dat", "movies.dat"):
+            shutil.copy(os.path.join(ML1M, name), folder)
+        with gzip.open(os.path.join(ML1M, "ratings.dat.gz"), "rb") as f:
+            lines = f.readlines()
+        broken = {100: b"1::1193::5\n", 20000: b"1::1193::5::soon\n", 300000: b"1::1193::\xff::1\n",
+                  400000: b"1::99999::5::978300760\n", 487000: b"::1193::5::978300760\n"}
+        for number in sorted(broken):
+            lines.insert(number - 1, broken[number])
+        with gzip.open(os.path.join(folder, "ratings.dat.gz"), "wb") as f:
+            f.writelines(lines)
+        config = log_config.load(schemas.config_path("ml-1m"))
+        _, bad, stats = ingest(config, folder, self.create_tempdir().full_path, keep_examples=False)
+        self.assertEqual([(r["line"], r["reason"]) for r in bad],
+                         [(100, "field_count"), (20000, "bad_timestamp"), (300000, "bad_encoding"),
+                          (400000, "unknown_key"), (487000, "empty_id")])
+        self.assertEqual((stats["rows"], stats["examples"], stats["quarantined"]),
+                         (487655, 487650, 5))
+        example_gen.check_bad_fraction(stats, example_gen.DEFAULT_MAX_BAD_FRACTION, "-")

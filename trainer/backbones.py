@@ -133,7 +133,7 @@ class CTRBackbone(keras.Model):
 
     def get_config(self):
         return {"backbone": self.registry_name, "embed_dim": self.embed_dim,
-                "vocab_sizes": self.vocab_sizes}
+                "vocab_sizes": self.vocab_sizes, "features": features.to_json(self.config)}
 
 
 def fm_interaction(fields: tf.Tensor) -> tf.Tensor:

@@ -4,7 +4,8 @@ Kinds: `spr` categorical id [B], `seq` padded id list [B, L] (0 = padding), `ctn
 The item-ID field is what cold-start methods read and overwrite.
 """
 import dataclasses
-from typing import Tuple
+import json
+from typing import Any, Dict, Tuple
 
 LABEL = "label"
 ITEM_ID = "item_id"
@@ -43,4 +44,25 @@ MOVIELENS = FeatureConfig(
     item_side=("item_id", "year", "title", "genres", "count"),
 )
 
-FEATURE_CONFIGS = {"movielens": MOVIELENS}
+_KINDS = {"categorical": "spr", "multi": "seq", "text": "seq", "numeric": "ctn", "timestamp": "ctn"}
+DEFAULT_SEQ_LEN = 8
+
+
+def from_dataset(config: Dict[str, Any]) -> FeatureConfig:
+    """The model's features of a data set config (`DatasetConfig.to_dict()`): its fields in
+    order, then `count` (added by the item split)."""
+    fields = []
+    for f in config["fields"]:
+        kind = _KINDS[f["type"]]
+        fields.append(Field(f["name"], kind, (f.get("max_len") or DEFAULT_SEQ_LEN) if kind == "seq" else 0))
+    fields.append(Field("count", "ctn"))
+    return FeatureConfig(tuple(fields), tuple(config["side_info"]))
+
+
+def to_json(config: FeatureConfig) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def from_json(text: str) -> FeatureConfig:
+    raw = json.loads(text)
+    return FeatureConfig(tuple(Field(**f) for f in raw["fields"]), tuple(raw["item_side"]))

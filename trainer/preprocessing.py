@@ -6,13 +6,13 @@ Statistics come from every split the Transform analyzes; the pipeline analyzes t
 - seq: vocabulary index + 1, right-padded with 0 to L (0 never collides with a real token;
   the reference pads with an index that is also a word, spec D19).
 - ctn: min-max scaled to [0, 1].
+
+custom_config: {"features": features.to_json(FeatureConfig)} (set by the pipeline).
 """
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
-
-FEATURES = features.MOVIELENS
 
 
 def vocab_name(field_name: str) -> str:
@@ -29,9 +29,9 @@ def _dense_ids(sparse_ids: tf.SparseTensor, seq_len: int) -> tf.Tensor:
     return dense
 
 
-def preprocessing_fn(inputs):
+def preprocessing_fn(inputs, custom_config):
     outputs = {}
-    for field in FEATURES.fields:
+    for field in features.from_json(custom_config["features"]).fields:
         raw = inputs[field.name]
         if field.kind == "spr":
             ids = tft.compute_and_apply_vocabulary(
@@ -48,10 +48,11 @@ def preprocessing_fn(inputs):
     return outputs
 
 
-def vocab_sizes(tf_transform_output: tft.TFTransformOutput) -> dict:
+def vocab_sizes(tf_transform_output: tft.TFTransformOutput,
+                config: features.FeatureConfig) -> dict:
     """Embedding table rows per spr/seq field: vocabulary + OOV bucket (+ padding for seq)."""
     sizes = {}
-    for field in FEATURES.fields:
+    for field in config.fields:
         if field.kind in ("spr", "seq"):
             size = tf_transform_output.vocabulary_size_by_name(vocab_name(field.name)) + 1
             sizes[field.name] = size + (1 if field.kind == "seq" else 0)

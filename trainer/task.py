@@ -1,6 +1,7 @@
 """Trainer module file: pretrains one backbone per seed on the `base` split (spec 3.1).
 
-custom_config: {"backbone": str, "seeds": [int], "train": TrainConfig fields}.
+custom_config: {"backbone": str, "seeds": [int], "train": TrainConfig fields,
+"features": features.to_json(FeatureConfig)}.
 Output under the Model artifact: `seed_<s>/weights*` (TF checkpoint) and `seed_<s>/backbone.json`.
 """
 import dataclasses
@@ -31,17 +32,18 @@ def load(directory: str, sample: protocol.Arrays) -> backbones.CTRBackbone:
     """Rebuilds a saved backbone (same class, same vocabularies) and restores its weights."""
     with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
         config = json.load(f)
-    model = backbones.build(config["backbone"], preprocessing.FEATURES, config["vocab_sizes"],
-                            embed_dim=config["embed_dim"])
+    model = backbones.build(config["backbone"], features.from_json(config["features"]),
+                            config["vocab_sizes"], embed_dim=config["embed_dim"])
     protocol.ensure_built(model, sample)
     model.load_weights(os.path.join(directory, "weights")).assert_existing_objects_matched()
     return model
 
 
-def pretrain(backbone: str, vocab_sizes, base: protocol.Arrays, config: protocol.TrainConfig,
-             seed: int, log=None) -> backbones.CTRBackbone:
+def pretrain(backbone: str, feature_config: features.FeatureConfig, vocab_sizes,
+             base: protocol.Arrays, config: protocol.TrainConfig, seed: int,
+             log=None) -> backbones.CTRBackbone:
     protocol.seed_everything(seed)
-    model = backbones.build(backbone, preprocessing.FEATURES, vocab_sizes)
+    model = backbones.build(backbone, feature_config, vocab_sizes)
     protocol.ensure_built(model, base)
     protocol.train(model, base, model.trainable_variables, config, config.pretrain_epochs, seed, log)
     return model
@@ -53,12 +55,14 @@ def run_fn(fn_args: FnArgs) -> None:
     spec = tft_output.transformed_feature_spec()
     files = [f for pattern in fn_args.train_files for f in tf.io.gfile.glob(pattern)]
     base = data.load_files(files, spec)
-    vocab_sizes = preprocessing.vocab_sizes(tft_output)
+    feature_config = features.from_json(custom["features"])
+    vocab_sizes = preprocessing.vocab_sizes(tft_output, feature_config)
     config = protocol.TrainConfig(**custom.get("train", {}))
     for seed in custom.get("seeds", [0]):
         log = protocol.Progress(prefix=f"seed {seed} ")
         log.start(f"pretrain {custom.get('backbone', 'deepfm')} on base ({len(base[features.LABEL])} rows)")
-        model = pretrain(custom.get("backbone", "deepfm"), vocab_sizes, base, config, seed, log)
+        model = pretrain(custom.get("backbone", "deepfm"), feature_config, vocab_sizes, base,
+                         config, seed, log)
         save(model, seed_dir(fn_args.serving_model_dir, seed))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "train_config.json"), "w") as f:
         json.dump({**custom, "train": dataclasses.asdict(config)}, f, indent=1, sort_keys=True)

@@ -1,0 +1,3 @@
+from schemas import main
+
+main()
