@@ -34,6 +34,7 @@ ROLES = ("user", "item", "context")
 REASONS = ("bad_encoding", "field_count", "empty_id", "bad_number", "bad_timestamp",
            "bad_label", "unknown_key")
 REQUIRED_FIELDS = ("user_id", "item_id", "timestamp")
+SAMPLING = ("popularity", "uniform")  # how implicit logs' negative items are drawn
 LINE_COLUMN = "_line"  # pseudo-column: the row's line number in its file (for logs without time)
 _WORD = re.compile(r"\w+")
 
@@ -105,6 +106,7 @@ class DatasetConfig:
     K: int = 20
     negatives_per_positive: int = 0  # implicit logs: sampled non-interacted items per positive
     negative_seed: int = 0
+    negative_sampling: str = "popularity"  # or "uniform" over the log's items
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
@@ -196,7 +198,9 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
     if not label.implicit and not label.column:
         raise ConfigError("label: `column` is required")
     negatives = raw.get("negatives", {})
-    _no_unknown(negatives, ("per_positive", "seed"), "negatives")
+    _no_unknown(negatives, ("per_positive", "seed", "sampling"), "negatives")
+    if negatives.get("sampling", "popularity") not in SAMPLING:
+        raise ConfigError(f"negatives: sampling must be one of {SAMPLING}")
     if label.implicit and not negatives.get("per_positive"):
         raise ConfigError("label: an implicit log needs `negatives: {per_positive: n}`")
     split = raw.get("split", {})
@@ -210,7 +214,8 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
                          joins=joins, side_info=side_info, N=int(split.get("N", 200)),
                          K=int(split.get("K", 20)),
                          negatives_per_positive=int(negatives.get("per_positive", 0)),
-                         negative_seed=int(negatives.get("seed", 0)))
+                         negative_seed=int(negatives.get("seed", 0)),
+                         negative_sampling=negatives.get("sampling", "popularity"))
 
 
 def load(path: str) -> DatasetConfig:

@@ -203,33 +203,48 @@ def _first_row(rows):
 
 
 class SampleNegatives(beam.DoFn):
-    """(user, [(order, features)]) -> negatives: per positive, `n` items the user never had,
-    uniform over the log's items, with the item's own features; the positive's other fields."""
+    """(user, [(order, features)]) -> negatives: per positive, `n` items the user never had, with
+    the item's own features and the positive's other fields. Items are drawn in proportion to
+    their positives (`popularity`, so every item keeps about as many negatives as positives and
+    item frequency says nothing about the label) or uniformly (`uniform`)."""
+
+    MAX_TRIES = 1000  # then draw uniformly among the items the user never had
 
     def __init__(self, config: DatasetConfig):
         self._n = config.negatives_per_positive
         self._seed = config.negative_seed
-        self._item_fields = [f.name for f in config.fields if f.role == "item"]
+        self._popularity = config.negative_sampling == "popularity"
         self._pool_id = None
-        self._pool = None
+
+    def _setup_pool(self, items) -> None:
+        pool = sorted(items, key=lambda kv: kv[0])  # (item, (positives, features))
+        self._items = [item for item, _ in pool]
+        self._features = [features for _, (_, features) in pool]
+        weights = np.array([n if self._popularity else 1 for _, (n, _) in pool], dtype=np.float64)
+        self._cumulative = np.cumsum(weights) / weights.sum()
+        self._pool_id = id(items)
+
+    def _draw(self, rng, seen) -> int:
+        for _ in range(self.MAX_TRIES):
+            index = int(np.searchsorted(self._cumulative, rng.random(), side="right"))
+            index = min(index, len(self._items) - 1)
+            if self._items[index] not in seen:
+                return index
+        unseen = [i for i, item in enumerate(self._items) if item not in seen]
+        return unseen[int(rng.integers(len(unseen)))]
 
     def process(self, element, items) -> Iterable:
         user, positives = element
         if self._pool_id != id(items):
-            self._pool = sorted(items, key=lambda kv: kv[0])
-            self._pool_id = id(items)
+            self._setup_pool(items)
         seen = {features["item_id"] for _, features in positives}
-        if len(seen) >= len(self._pool):
+        if len(seen) >= len(self._items):
             return
         rng = np.random.default_rng([self._seed, zlib.crc32(user.encode("utf-8"))])
         for order, features in sorted(positives, key=lambda p: p[0]):
             for k in range(self._n):
-                while True:
-                    item, item_features = self._pool[int(rng.integers(len(self._pool)))]
-                    if item not in seen:
-                        break
-                negative = {**features, **item_features, "label": 0}
-                yield (*order, "negative", k), negative
+                index = self._draw(rng, seen)
+                yield (*order, "negative", k), {**features, **self._features[index], "label": 0}
 
 
 def _to_example(features: Dict[str, Any]) -> bytes:
@@ -266,11 +281,13 @@ def ReadClickLog(pipeline: beam.Pipeline, config: DatasetConfig, input_base: str
     outputs = [positives]
     if config.negatives_per_positive:
         item_fields = [f.name for f in config.fields if f.role == "item"]
-        items = (positives
-                 | "ItemRows" >> beam.Map(lambda kv: (kv[1]["item_id"], (
-                     kv[0], {name: kv[1][name] for name in item_fields})))
-                 | "FirstItemRow" >> beam.CombinePerKey(_first_row)
-                 | "ItemFeatures" >> beam.Map(lambda kv: (kv[0], kv[1][1])))
+        item_rows = positives | "ItemRows" >> beam.Map(lambda kv: (kv[1]["item_id"], (
+            kv[0], {name: kv[1][name] for name in item_fields})))
+        first = item_rows | "FirstItemRow" >> beam.CombinePerKey(_first_row)
+        positives_per_item = item_rows | "PositivesPerItem" >> beam.combiners.Count.PerKey()
+        items = (({"first": first, "n": positives_per_item}) | "JoinItem" >> beam.CoGroupByKey()
+                 | "ItemFeatures" >> beam.Map(lambda kv: (kv[0], (kv[1]["n"][0],
+                                                                  kv[1]["first"][0][1]))))
         negatives = (positives | "ByUser" >> beam.Map(lambda kv: (kv[1]["user_id"], kv))
                      | "GroupUsers" >> beam.GroupByKey()
                      | "Negatives" >> beam.ParDo(SampleNegatives(config), beam.pvalue.AsList(items)))

@@ -67,7 +67,8 @@ def create_pipeline(
     for backbone in backbones:
         run_config = {"dataset": dataset.to_dict(), "data_root": data_root, "N": N, "K": K, "backbone": backbone,
                       "methods": list(methods), "method_options": method_options or {},
-                      "seeds": list(seeds), "train": dict(train or {})}
+                      "seeds": list(seeds), "train": dict(train or {}),
+                      "beam_pipeline_args": list(beam_pipeline_args or [])}
         trainer = tfx.components.Trainer(
             run_fn="trainer.task.run_fn",
             examples=transform.outputs["transformed_examples"],

@@ -279,6 +279,28 @@ class ReaderTest(tf.test.TestCase):
         self.assertEqual(sorted(e["timestamp"][0] for e in negatives if e["user_id"] == ("1",)),
                          [0, 1, 2])
 
+    def test_popularity_sampling_keeps_negatives_in_proportion_to_positives(self):
+        lines = [f"u{i} p\n" for i in range(200)] + [f"v{i} r{i % 5}\n" for i in range(100)]
+        negatives_on_p = {}
+        for sampling in ("popularity", "uniform"):
+            tmp = self.create_tempdir().full_path
+            write(tmp, "log.txt", "".join(lines))
+            config = log_config.from_dict({
+                "name": "seq", "log": {"files": ["log.txt"], "format": "sequences",
+                                       "columns": ["user", "item"]},
+                "fields": [{"name": "user_id", "column": "user"},
+                           {"name": "item_id", "column": "item", "role": "item"},
+                           {"name": "timestamp", "column": "position", "type": "timestamp"}],
+                "label": {"implicit": True},
+                "negatives": {"per_positive": 1, "seed": 3, "sampling": sampling}})
+            examples, _, stats = ingest(config, tmp, self.create_tempdir().full_path)
+            self.assertEqual(stats["negatives"], 300)
+            negatives = [e for e in examples if e["label"] == (0,)]
+            negatives_on_p[sampling] = sum(e["item_id"] == ("p",) for e in negatives)
+        # The 100 users of r0..r4 draw p with probability 200/280 (popularity) or 1/5 (uniform).
+        self.assertBetween(negatives_on_p["popularity"], 55, 87)
+        self.assertBetween(negatives_on_p["uniform"], 8, 35)
+
     def test_cikm_fixture(self):
         tmp = self.create_tempdir().full_path
         write(tmp, "user_behavior.csv", "u1,i1,pv,1565000000\nu1,i2,buy,1565000100\n"
