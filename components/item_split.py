@@ -74,12 +74,17 @@ def _with_count(example: tf.train.Example, count: int) -> bytes:
     return out.SerializeToString()
 
 
+def _item(record: bytes) -> bytes:
+    return _key(tf.train.Example.FromString(record))[0]
+
+
 class _SplitNewItem(beam.DoFn):
     def __init__(self, K: int):
         self._K = K
 
     def process(self, element):
-        _, examples = element
+        _, records = element
+        examples = [tf.train.Example.FromString(r) for r in records]
         ordered = sorted(examples, key=lambda e: _key(e)[1:])  # time, then user id: deterministic
         for example, split in zip(ordered, new_item_splits(len(ordered), self._K)):
             yield beam.pvalue.TaggedOutput(split, _with_count(example, len(ordered)))
@@ -89,12 +94,13 @@ class _RouteByCount(beam.DoFn):
     def __init__(self, N: int, K: int):
         self._N, self._K = N, K
 
-    def process(self, example: tf.train.Example, counts):
+    def process(self, record: bytes, counts):
+        example = tf.train.Example.FromString(record)
         item = _key(example)[0]
         count = counts[item]
         group = item_group(count, self._N, self._K)
         if group == "new":
-            yield beam.pvalue.TaggedOutput("new", (item, example))
+            yield beam.pvalue.TaggedOutput("new", (item, record))
         else:
             yield beam.pvalue.TaggedOutput("base" if group == "old" else "dropped",
                                            _with_count(example, count))
@@ -105,13 +111,13 @@ def ItemFrequencySplit(examples: beam.PCollection, N: int, K: int):
     """Serialized tf.Examples -> {split: serialized tf.Examples with `count`}, plus `stats`.
 
     Old and dropped items stream through; only the rows of new items (at most N per item) are
-    grouped, so memory per worker is bounded by N rows.
+    grouped, so memory per worker is bounded by N rows. Rows travel between steps serialized
+    (parsed where needed): the in-process DirectRunner keeps whole PCollections in memory.
     """
     check_params(N, K)
-    parsed = examples | "Parse" >> beam.Map(tf.train.Example.FromString)
-    counts = (parsed | "ItemOne" >> beam.Map(lambda e: (_key(e)[0], 1))
+    counts = (examples | "ItemOne" >> beam.Map(lambda r: (_item(r), 1))
               | "CountItems" >> beam.CombinePerKey(sum))
-    routed = parsed | "Route" >> beam.ParDo(_RouteByCount(N, K), beam.pvalue.AsDict(counts)) \
+    routed = examples | "Route" >> beam.ParDo(_RouteByCount(N, K), beam.pvalue.AsDict(counts)) \
         .with_outputs("base", "dropped", "new")
     new_rows = (routed.new | "GroupNewItems" >> beam.GroupByKey()
                 | "SplitNewItems" >> beam.ParDo(_SplitNewItem(K)).with_outputs(*WARM_SPLITS, "test"))

@@ -34,7 +34,7 @@ ROLES = ("user", "item", "context")
 REASONS = ("bad_encoding", "field_count", "empty_id", "bad_number", "bad_timestamp",
            "bad_label", "unknown_key")
 REQUIRED_FIELDS = ("user_id", "item_id", "timestamp")
-SAMPLING = ("popularity", "uniform")  # how implicit logs' negative items are drawn
+SAMPLING = ("popularity", "uniform", "matched")  # how implicit logs' negative items are drawn
 LINE_COLUMN = "_line"  # pseudo-column: the row's line number in its file (for logs without time)
 _WORD = re.compile(r"\w+")
 
@@ -106,7 +106,7 @@ class DatasetConfig:
     K: int = 20
     negatives_per_positive: int = 0  # implicit logs: sampled non-interacted items per positive
     negative_seed: int = 0
-    negative_sampling: str = "popularity"  # or "uniform" over the log's items
+    negative_sampling: str = "popularity"  # or "uniform", or "matched" (see log_reader)
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:

@@ -204,16 +204,22 @@ def _first_row(rows):
 
 class SampleNegatives(beam.DoFn):
     """(user, [(order, features)]) -> negatives: per positive, `n` items the user never had, with
-    the item's own features and the positive's other fields. Items are drawn in proportion to
-    their positives (`popularity`, so every item keeps about as many negatives as positives and
-    item frequency says nothing about the label) or uniformly (`uniform`)."""
+    the item's own features and the positive's other fields. Items are drawn
+    - `popularity`: in proportion to their positives (every item keeps about as many negatives as
+      positives, so item frequency says nothing about the label);
+    - `matched`: uniformly among the MATCH_WINDOW items on either side of the positive's item in
+      the popularity ranking (as `popularity`, and each user's negatives fall on items as
+      popular as their positives, so a user's label rate is the same on old and new items);
+    - `uniform`: uniformly over all items."""
 
     MAX_TRIES = 1000  # then draw uniformly among the items the user never had
+    MATCH_WINDOW = 50
 
     def __init__(self, config: DatasetConfig):
         self._n = config.negatives_per_positive
         self._seed = config.negative_seed
         self._popularity = config.negative_sampling == "popularity"
+        self._matched = config.negative_sampling == "matched"
         self._pool_id = None
 
     def _setup_pool(self, items) -> None:
@@ -222,12 +228,23 @@ class SampleNegatives(beam.DoFn):
         self._features = [features for _, (_, features) in pool]
         weights = np.array([n if self._popularity else 1 for _, (n, _) in pool], dtype=np.float64)
         self._cumulative = np.cumsum(weights) / weights.sum()
+        positives = np.array([n for _, (n, _) in pool])
+        self._by_rank = np.lexsort((np.arange(len(pool)), -positives))  # most positives first
+        self._rank = {self._items[index]: rank for rank, index in enumerate(self._by_rank)}
         self._pool_id = id(items)
 
-    def _draw(self, rng, seen) -> int:
+    def _candidate(self, rng, item) -> int:
+        if self._matched:
+            rank = self._rank[item]
+            low = max(0, rank - self.MATCH_WINDOW)
+            high = min(len(self._items), rank + self.MATCH_WINDOW + 1)
+            return int(self._by_rank[int(rng.integers(low, high))])
+        index = int(np.searchsorted(self._cumulative, rng.random(), side="right"))
+        return min(index, len(self._items) - 1)
+
+    def _draw(self, rng, seen, item) -> int:
         for _ in range(self.MAX_TRIES):
-            index = int(np.searchsorted(self._cumulative, rng.random(), side="right"))
-            index = min(index, len(self._items) - 1)
+            index = self._candidate(rng, item)
             if self._items[index] not in seen:
                 return index
         unseen = [i for i, item in enumerate(self._items) if item not in seen]
@@ -243,7 +260,7 @@ class SampleNegatives(beam.DoFn):
         rng = np.random.default_rng([self._seed, zlib.crc32(user.encode("utf-8"))])
         for order, features in sorted(positives, key=lambda p: p[0]):
             for k in range(self._n):
-                index = self._draw(rng, seen)
+                index = self._draw(rng, seen, features["item_id"])
                 yield (*order, "negative", k), {**features, **self._features[index], "label": 0}
 
 

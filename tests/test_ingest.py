@@ -32,6 +32,18 @@ def builtin(name):
     return log_config.load(schemas.config_path(name))
 
 
+def sequence_config(sampling, seed):
+    """An implicit log of user sequences in `log.txt`, one sampled negative per positive."""
+    return log_config.from_dict({
+        "name": "seq", "log": {"files": ["log.txt"], "format": "sequences",
+                               "columns": ["user", "item"]},
+        "fields": [{"name": "user_id", "column": "user"},
+                   {"name": "item_id", "column": "item", "role": "item"},
+                   {"name": "timestamp", "column": "position", "type": "timestamp"}],
+        "label": {"implicit": True},
+        "negatives": {"per_positive": 1, "seed": seed, "sampling": sampling}})
+
+
 def ingest(config, folder, tmp, keep_examples=True):
     """Runs the reader; returns (examples as {name: tuple}, quarantine records, stats)."""
     config = log_reader.resolve(config, folder)
@@ -285,14 +297,7 @@ class ReaderTest(tf.test.TestCase):
         for sampling in ("popularity", "uniform"):
             tmp = self.create_tempdir().full_path
             write(tmp, "log.txt", "".join(lines))
-            config = log_config.from_dict({
-                "name": "seq", "log": {"files": ["log.txt"], "format": "sequences",
-                                       "columns": ["user", "item"]},
-                "fields": [{"name": "user_id", "column": "user"},
-                           {"name": "item_id", "column": "item", "role": "item"},
-                           {"name": "timestamp", "column": "position", "type": "timestamp"}],
-                "label": {"implicit": True},
-                "negatives": {"per_positive": 1, "seed": 3, "sampling": sampling}})
+            config = sequence_config(sampling, seed=3)
             examples, _, stats = ingest(config, tmp, self.create_tempdir().full_path)
             self.assertEqual(stats["negatives"], 300)
             negatives = [e for e in examples if e["label"] == (0,)]
@@ -300,6 +305,22 @@ class ReaderTest(tf.test.TestCase):
         # The 100 users of r0..r4 draw p with probability 200/280 (popularity) or 1/5 (uniform).
         self.assertBetween(negatives_on_p["popularity"], 55, 87)
         self.assertBetween(negatives_on_p["uniform"], 8, 35)
+
+    def test_matched_sampling_draws_items_as_popular_as_the_positive(self):
+        # Item k has 12 - k // 20 positives, each from its own user: 240 items ranked by count.
+        lines = [f"u{k}_{j} i{k:03d}\n" for k in range(240) for j in range(12 - k // 20)]
+        tmp = self.create_tempdir().full_path
+        write(tmp, "log.txt", "".join(lines))
+        config = sequence_config("matched", seed=0)
+        examples, _, stats = ingest(config, tmp, self.create_tempdir().full_path)
+        self.assertEqual(stats["negatives"], len(lines))
+        positive_item = {e["user_id"][0]: int(e["item_id"][0][1:]) for e in examples
+                         if e["label"] == (1,)}
+        distances = [abs(int(e["item_id"][0][1:]) - positive_item[e["user_id"][0]])
+                     for e in examples if e["label"] == (0,)]
+        # Rank = item index here (more positives, then the smaller id, first); window 50.
+        self.assertLessEqual(max(distances), log_reader.SampleNegatives.MATCH_WINDOW)
+        self.assertNotIn(0, distances)
 
     def test_cikm_fixture(self):
         tmp = self.create_tempdir().full_path
