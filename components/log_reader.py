@@ -4,6 +4,7 @@ Every input row ends as exactly one of: an example, or a quarantine record
 {"file", "line", "reason", "detail", "raw"}. Files are read whole by one worker each, which
 is what gives every row its line number; a large log scales out by being sharded into files.
 """
+import dataclasses
 import json
 import os
 import zlib
@@ -17,7 +18,6 @@ import tensorflow as tf
 from components import example_io
 from components.log_config import (LINE_COLUMN, BadRow, ConfigError, DatasetConfig, TableSpec,
                                    decode, join, parse_row, referenced_columns, split_line)
-import dataclasses
 
 RAW_CHARS = 500  # characters of a bad line kept in the quarantine
 
