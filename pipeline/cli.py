@@ -85,7 +85,7 @@ def compile_pipeline(args: argparse.Namespace) -> str:
     config = load_dataset(args.dataset)
     schema_file = args.schema_file
     if not schema_file:
-        if config.name not in schemas.builtin():
+        if args.dataset not in schemas.builtin():
             raise ValueError("--schema-file is required for a data set of your own")
         schema_file = IMAGE_SCHEMA.format(config.name)
     tfx_pipeline = pipeline_lib.create_pipeline(
