@@ -8,20 +8,27 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 
-def main(path: str) -> None:
+def executions(path: str):
+    """(id, component, state, seconds) of every execution in the sqlite MLMD store, by id."""
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
     node_type = store.get_context_type("node")
-    print(f"{'id':>4}  {'component':<28} {'state':<9} {'seconds':>8}")
+    out = []
     for execution in sorted(store.get_executions(), key=lambda e: e.id):
         nodes = [c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
                  if c.type_id == node_type.id]
-        name = nodes[0] if nodes else "?"
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-        print(f"{execution.id:>4}  {name:<28} {state:<9} {seconds:>8.1f}")
+        out.append((execution.id, nodes[0] if nodes else "?", state, seconds))
+    return out
+
+
+def main(path: str) -> None:
+    print(f"{'id':>4}  {'component':<28} {'state':<9} {'seconds':>8}")
+    for execution_id, name, state, seconds in executions(path):
+        print(f"{execution_id:>4}  {name:<28} {state:<9} {seconds:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -61,12 +61,10 @@ def _pipeline(folder: str, out: str, beam_args) -> None:
     """Runs in the child process: ClickLogExampleGen -> ItemSplitGen -> Transform."""
     import json  # pylint: disable=import-outside-toplevel
     from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
-    from tfx.proto import transform_pb2  # pylint: disable=import-outside-toplevel
 
     from components import example_gen, log_config  # pylint: disable=import-outside-toplevel
-    from components.item_split import SPLITS  # pylint: disable=import-outside-toplevel
     from components.split_component import ItemSplitGen  # pylint: disable=import-outside-toplevel
-    from trainer import features  # pylint: disable=import-outside-toplevel
+    from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
     import schemas  # pylint: disable=import-outside-toplevel
 
     config = log_config.load(os.path.join(folder, "synthetic.yaml"))
@@ -77,35 +75,14 @@ def _pipeline(folder: str, out: str, beam_args) -> None:
                                          dataset_config=json.dumps(config.to_dict()))
     split = ItemSplitGen(examples=gen.outputs["examples"], N=config.N, K=config.K)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
-    transform = tfx.components.Transform(
-        examples=split.outputs["split_examples"], schema=schema.outputs["schema"],
-        preprocessing_fn="trainer.preprocessing.preprocessing_fn",
-        splits_config=transform_pb2.SplitsConfig(
-            analyze=list(SPLITS), transform=[s for s in SPLITS if s != "dropped"]),
-        disable_statistics=True,
-        custom_config={"features": features.to_json(features.from_dataset(config.to_dict()))})
+    transform = pipeline_lib.transform_component(split.outputs["split_examples"],
+                                                 schema.outputs["schema"], config)
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
         pipeline_name="ingest-bench", pipeline_root=os.path.join(out, "tfx"),
         components=[gen, split, schema, transform],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(out, "metadata.sqlite")),
         beam_pipeline_args=beam_args))
-
-
-def component_seconds(metadata_path: str):
-    from ml_metadata.metadata_store import metadata_store  # pylint: disable=import-outside-toplevel
-    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    store = metadata_store.MetadataStore(config)
-    node = store.get_context_type("node").id
-    out = {}
-    for execution in store.get_executions():
-        names = [c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
-                 if c.type_id == node]
-        out[names[0]] = (execution.last_update_time_since_epoch
-                         - execution.create_time_since_epoch) / 1000
-    return out
 
 
 def measure(rows: int, preset: str, shards: int, keep: bool) -> dict:
@@ -139,7 +116,8 @@ def measure(rows: int, preset: str, shards: int, keep: bool) -> dict:
     thread.join()
     if code != 0:
         raise RuntimeError(f"pipeline failed, see {os.path.join(work, 'log.txt')}")
-    seconds = component_seconds(os.path.join(out, "metadata.sqlite"))
+    from benchmarks.component_times import executions  # pylint: disable=import-outside-toplevel
+    seconds = {name: s for _, name, _, s in executions(os.path.join(out, "metadata.sqlite"))}
     if not keep:
         subprocess.run(["rm", "-rf", work], check=False)
     return {"rows": rows, "generate_s": generate, "wall_s": wall, "peak_gb": peak[0] / 2 ** 30,

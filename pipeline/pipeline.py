@@ -1,6 +1,6 @@
-"""The TFX graph: ClickLogExampleGen -> QuarantineGate -> ItemSplitGen -> StatisticsGen -> ExampleValidator ->
-AnomalyGate; (ImportSchemaGen) Transform -> per backbone: Trainer (pretrain) -> WarmupEvaluate ->
-Evaluator (TFMA, sliced by phase) -> ReportGen."""
+"""The TFX graph: ClickLogExampleGen -> QuarantineGate -> ItemSplitGen -> StatisticsGen ->
+ExampleValidator -> AnomalyGate; (ImportSchemaGen) Transform -> per backbone: Trainer (pretrain)
+-> WarmupEvaluate -> Evaluator (TFMA, sliced by phase) -> ReportGen."""
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,6 +17,24 @@ from components.warmup_component import WarmupEvaluate
 from trainer import features
 
 TRANSFORMED_SPLITS = [s for s in SPLITS if s != "dropped"]
+
+
+def feature_json(dataset: log_config.DatasetConfig) -> str:
+    """The model's feature layout of `dataset`, as Transform and the Trainer receive it."""
+    return features.to_json(features.from_dataset(dataset.to_dict()))
+
+
+def transform_component(split_examples, schema, dataset: log_config.DatasetConfig):
+    """Transform of the item-split examples with `trainer.preprocessing`."""
+    return tfx.components.Transform(
+        examples=split_examples,
+        schema=schema,
+        preprocessing_fn="trainer.preprocessing.preprocessing_fn",
+        # Statistics over the whole log, dropped items included (spec 1.7).
+        splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
+        disable_statistics=True,
+        custom_config={"features": feature_json(dataset)},
+    )
 
 
 def create_pipeline(
@@ -41,7 +59,6 @@ def create_pipeline(
     """`dataset`: how to read `data_root`; `schema_file`: its schema, where the component will
     read it. `tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
     `max_bad_fraction`: quarantined rows above this fraction of the input fail the run."""
-    feature_json = features.to_json(features.from_dataset(dataset.to_dict()))
     example_gen = example_gen_lib.ClickLogExampleGen(
         input_base=data_root, dataset_config=json.dumps(dataset.to_dict(), sort_keys=True))
     quarantine_gate = example_gen_lib.QuarantineGate(
@@ -53,20 +70,13 @@ def create_pipeline(
     validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
     gate = AnomalyGate(anomalies=validator.outputs["anomalies"])
-    transform = tfx.components.Transform(
-        examples=split.outputs["split_examples"],
-        schema=schema.outputs["schema"],
-        preprocessing_fn="trainer.preprocessing.preprocessing_fn",
-        # Statistics over the whole log, dropped items included (spec 1.7).
-        splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
-        disable_statistics=True,
-        custom_config={"features": feature_json},
-    )
+    transform = transform_component(split.outputs["split_examples"], schema.outputs["schema"],
+                                    dataset)
     transform.add_upstream_node(gate)
     per_backbone = []
     for backbone in backbones:
-        run_config = {"dataset": dataset.to_dict(), "data_root": data_root, "N": N, "K": K, "backbone": backbone,
-                      "methods": list(methods), "method_options": method_options or {},
+        run_config = {"dataset": dataset.to_dict(), "data_root": data_root, "N": N, "K": K,
+                      "backbone": backbone, "methods": list(methods), "method_options": method_options or {},
                       "seeds": list(seeds), "train": dict(train or {}),
                       "beam_pipeline_args": list(beam_pipeline_args or [])}
         trainer = tfx.components.Trainer(
@@ -77,7 +87,7 @@ def create_pipeline(
             train_args=tfx.proto.TrainArgs(splits=["base"]),
             eval_args=tfx.proto.EvalArgs(splits=["test"]),
             custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
-                           "features": feature_json},
+                           "features": feature_json(dataset)},
         ).with_id(f"Trainer.{backbone}")
         warmup = WarmupEvaluate(
             transformed_examples=transform.outputs["transformed_examples"],
