@@ -138,8 +138,9 @@ EVENT_LOG = rows_of([
     ("h", "i6", 6, 1),
 ], ("user_id", "item_id", "timestamp", "label"))
 
-# L over users with train rows: e 1, b 2, a 3, d 4, h 4, g 5 (6 users). cut_low=50: rank 3 -> 3;
-# cut_high=60: rank ceil(3.6) = 4 -> 4 (h ties with d at 4 and goes to the lower group).
+# L over the 8 users: c 0, f 0, e 1, b 2, a 3, d 4, h 4, g 5. cut_low=60: rank ceil(4.8) = 5 -> 3;
+# cut_high=75: rank 6 -> 4 (h, 7th, ties with d at 4 and goes to the lower group).
+EVENT_CUTS = {"cut_low": 60, "cut_high": 75}
 EVENT_SPLITS = {
     "train": ["a:i1", "a:i2", "a:i3", "b:i1", "b:i2", "d:i1", "d:i2", "d:i3", "d:i4", "d:i5",
               "e:i1", "g:i1", "g:i2", "g:i3", "g:i4", "g:i5", "h:i1", "h:i2", "h:i3", "h:i4"],
@@ -154,7 +155,7 @@ EVENT_GROUPS = {"a": "non_active", "b": "non_active", "c": "non_active", "e": "n
 class LeaveLastOutTest(tf.test.TestCase):
 
     def test_event_unit_rows_groups_and_stats(self):
-        protocol = protocols.build("leave_last_out", cut_low=50, cut_high=60)
+        protocol = protocols.build("leave_last_out", **EVENT_CUTS)
         result = protocol.split(EVENT_LOG)
         self.assertEqual(by_split(result, EVENT_LOG), EVENT_SPLITS)
         self.assertEqual([f["user_group"] for f in result.features],
@@ -172,10 +173,9 @@ class LeaveLastOutTest(tf.test.TestCase):
              "train_highly_active": 5})
 
     def test_history_of_rows_counts_negatives_too(self):
-        # d's L becomes 5 (its negative counts). Lengths e1 b2 a3 h4 d5 g5: rank 3 -> 3,
-        # rank 4 -> 4; d joins g among the highly active.
-        result = protocols.build("leave_last_out", cut_low=50, cut_high=60,
-                                 history="rows").split(EVENT_LOG)
+        # d's L becomes 5 (its negative counts). Lengths c0 f0 e1 b2 a3 h4 d5 g5: rank 5 -> 3,
+        # rank 6 -> 4; d joins g among the highly active.
+        result = protocols.build("leave_last_out", **EVENT_CUTS, history="rows").split(EVENT_LOG)
         groups = {r["user_id"]: f["user_group"] for r, f in zip(EVENT_LOG, result.features)}
         self.assertEqual(groups, {**EVENT_GROUPS, "d": "highly_active"})
 
@@ -194,10 +194,13 @@ class LeaveLastOutTest(tf.test.TestCase):
             "train": ["p:i1", "p:i2", "s:i1"],
             "validation": ["p:i3", "r:i1", "s:i2"],
             "test": ["p:i4", "p:i5", "q:i1", "q:i2", "q:i3", "r:i2", "s:i3", "s:i4"]})
-        self.assertEqual({f["user_group"] for f in result.features}, {"non_active"})
+        # L: q 0, r 0, s 1, p 2; rank ceil(2.4) = 3 -> 1, rank ceil(3.6) = 4 -> 2.
+        groups = {r["user_id"]: f["user_group"] for r, f in zip(log, result.features)}
+        self.assertEqual(groups, {"p": "slightly_active", "q": "non_active", "r": "non_active",
+                                  "s": "non_active"})
         self.assertEqual((result.stats["users_without_history"], result.stats["users_test_only"],
                           result.stats["cut_low_value"], result.stats["cut_high_value"]),
-                         (2, 1, 2, 2))
+                         (2, 1, 1, 2))
         # The same log by event: q's three purchases are three events.
         by_event = by_split(protocols.build("leave_last_out").split(log), log)
         self.assertIn("q:i1", by_event["train"])
@@ -210,7 +213,7 @@ class LeaveLastOutTest(tf.test.TestCase):
         self.assertEqual(leave_last_out.cut_values({}, 60, 90), (0, 0))
 
     def test_beam_matches_pure(self):
-        protocol = protocols.build("leave_last_out", cut_low=50, cut_high=60)
+        protocol = protocols.build("leave_last_out", **EVENT_CUTS)
         expected = protocol.split(EVENT_LOG)
         got, stats = run_beam(protocol, list(reversed(EVENT_LOG)), lambda e: (
             e["user_id"][0].decode(), e["item_id"][0].decode(), e["user_group"][0].decode()))
