@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import tempfile
 import unittest
 
 import apache_beam as beam
@@ -42,7 +43,7 @@ def by_split(result, rows, name=lambda r: f"{r['user_id']}:{r['item_id']}"):
 def run_beam(protocol, rows, decode):
     """Runs protocol.beam_split() on `rows` as tf.Examples and returns ({split: sorted decoded
     rows}, stats dict), read back from files."""
-    out = tempfile_dir()
+    out = tempfile.mkdtemp()
     examples = [example_io.to_example(r).SerializeToString() for r in rows]
     with test_pipeline.TestPipeline() as p:
         splits, stats = p | beam.Create(examples) | protocol.beam_split()
@@ -60,16 +61,6 @@ def run_beam(protocol, rows, decode):
              for line in open(path)]
     assert len(stats) == 1, stats
     return got, stats[0]
-
-
-_TEMP = []
-
-
-def tempfile_dir():
-    import tempfile  # pylint: disable=import-outside-toplevel
-    path = tempfile.mkdtemp()
-    _TEMP.append(path)
-    return path
 
 
 class RegistryTest(tf.test.TestCase):
