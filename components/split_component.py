@@ -35,20 +35,27 @@ def ItemSplitGen(
     Writes `split_stats.json` (rows per split, old/new/dropped item counts) beside the splits and
     copies the counts into the artifact's custom properties.
     """
+    write_split(beam_pipeline, examples, split_examples, input_split,
+                ItemFrequencySplit(N, K), SPLITS)  # pylint: disable=no-value-for-parameter
+    for key, value in read_split_stats(split_examples.uri).items():
+        split_examples.set_int_custom_property(key, int(value))
+
+
+def write_split(beam_pipeline, examples, split_examples, input_split, transform, split_names):
+    """Reads `input_split` of `examples`, applies `transform` (serialized tf.Examples ->
+    ({split: serialized tf.Examples}, JSON statistics)) and writes the splits and STATS_FILE."""
     files = example_io.split_files(examples.uri, input_split)
     with beam_pipeline as p:
         records = p | "Read" >> beam.io.ReadFromTFRecord(
             os.path.join(os.path.dirname(files[0]), "*"),
             compression_type=beam.io.filesystem.CompressionTypes.GZIP)
-        splits, stats = records | "ItemFrequencySplit" >> ItemFrequencySplit(N, K)  # pylint: disable=no-value-for-parameter
+        splits, stats = records | "Split" >> transform
         for name, rows in splits.items():
             _ = rows | f"Write[{name}]" >> beam.io.WriteToTFRecord(
                 os.path.join(split_examples.uri, f"Split-{name}", "data_tfrecord"),
                 file_name_suffix=".gz")
         _ = stats | "WriteStats" >> beam.io.WriteToText(
             os.path.join(split_examples.uri, STATS_FILE), shard_name_template="")
-    split_examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
+    split_examples.split_names = artifact_utils.encode_split_names(list(split_names))
     split_examples.span = examples.span
     examples_utils.set_payload_format(split_examples, examples_utils.get_payload_format(examples))
-    for key, value in read_split_stats(split_examples.uri).items():
-        split_examples.set_int_custom_property(key, int(value))

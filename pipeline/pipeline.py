@@ -10,8 +10,8 @@ from tfx.proto import transform_pb2
 
 from components import example_gen as example_gen_lib, log_config, tfma_check
 from components.item_split import SPLITS
+from components.protocol_split import ProtocolSplitGen
 from components.report_component import ReportGen
-from components.split_component import ItemSplitGen
 from components.validation import AnomalyGate
 from components.warmup_component import WarmupEvaluate
 from trainer import features
@@ -63,7 +63,8 @@ def create_pipeline(
         input_base=data_root, dataset_config=json.dumps(dataset.to_dict(), sort_keys=True))
     quarantine_gate = example_gen_lib.QuarantineGate(
         quarantine=example_gen.outputs["quarantine"], max_bad_fraction=max_bad_fraction)
-    split = ItemSplitGen(examples=example_gen.outputs["examples"], N=N, K=K)
+    split = ProtocolSplitGen(examples=example_gen.outputs["examples"], protocol="item_frequency",
+                             params=json.dumps({"N": N, "K": K})).with_id("ItemSplitGen")
     split.add_upstream_node(quarantine_gate)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
     statistics = tfx.components.StatisticsGen(examples=split.outputs["split_examples"])

@@ -1,0 +1,165 @@
+"""Evaluation protocols: how a log is split, what is trained and evaluated when, and by which
+slices results are reported. One registry, one module per protocol (issue 16).
+
+A protocol declares
+- its parameters: `defaults` (every parameter with its default; the default's type is the
+  parameter's type), `choices` (allowed values) and `bounds` (inclusive (low, high), None = open),
+  the conventions of the method options, checked by `build` before any work;
+- its split names and their roles: `splits` (every split it writes, in order), `pretrain_split`,
+  `validation_split` (for a Tuner; None if it has none), `eval_split`;
+- its stages, in order (`stages()`): a name, the split a method may adapt on in that stage (or
+  None), what may train then (`"item_table"`, `"domain"` or None) and the split it evaluates;
+- its slice features (`slice_features`): written with every test prediction; `row_features` are
+  the ones its split adds to every row (the rest come from the stage, e.g. `phase`);
+- its split, twice: `split(rows)`, the pure reference on an in-memory log of dicts, and
+  `beam_split()`, a PTransform from serialized tf.Examples to ({split: serialized tf.Examples},
+  a one-element PCollection with the statistics as a JSON string). Tests hold the two equal.
+
+Adding a protocol: a module with a `Protocol` subclass decorated with `@register("name")`, and
+its import at the end of this file.
+"""
+import dataclasses
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
+
+PROTOCOLS: Dict[str, Type["Protocol"]] = {}
+TRAINS = ("item_table", "domain")  # what a stage may train, besides nothing (None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One evaluation point. Before evaluating `evaluate_split`, a method may adapt on
+    `adapt_split` (None: no adaptation), restricted to rows whose feature `adapt_where[0]` is in
+    `adapt_where[1]` when given, training only `trains` (None: nothing)."""
+    name: str
+    adapt_split: Optional[str] = None
+    trains: Optional[str] = None
+    evaluate_split: str = "test"
+    adapt_where: Optional[Tuple[str, Tuple[str, ...]]] = None
+
+
+@dataclasses.dataclass
+class SplitResult:
+    """What a pure split returns for an input log of n rows.
+
+    `splits[i]`: the split of row i, or None when the row is written nowhere (counted in `stats`);
+    `features[i]`: the features the split adds to row i (e.g. `count`, `user_group`);
+    `stats`: the statistics the Beam version writes as `split_stats.json`."""
+    splits: List[Optional[str]]
+    features: List[Dict[str, Any]]
+    stats: Dict[str, Any]
+
+    def rows(self, split: str) -> List[int]:
+        """Indices of the input rows in `split`, in input order."""
+        return [i for i, s in enumerate(self.splits) if s == split]
+
+
+class Protocol:
+    name = ""
+    defaults: Dict[str, Any] = {}
+    choices: Dict[str, Tuple[Any, ...]] = {}
+    bounds: Dict[str, Tuple[Optional[float], Optional[float]]] = {}
+    splits: Tuple[str, ...] = ()
+    pretrain_split = ""
+    validation_split: Optional[str] = None
+    eval_split = "test"
+    slice_features: Tuple[str, ...] = ()
+    row_features: Tuple[str, ...] = ()
+
+    def __init__(self, **params):
+        self.params = check_params(self, params)
+        self.check()
+
+    def check(self) -> None:
+        """Checks across parameters; raises ValueError in one line."""
+
+    def stages(self) -> List[Stage]:
+        raise NotImplementedError
+
+    def split(self, rows: Sequence[Mapping[str, Any]]) -> SplitResult:
+        raise NotImplementedError
+
+    def beam_split(self):
+        raise NotImplementedError
+
+    def describe(self) -> Dict[str, Any]:
+        """Name, parameters, split roles, stages and slices, as JSON-ready values."""
+        return {"name": self.name, "params": dict(self.params), "splits": list(self.splits),
+                "pretrain_split": self.pretrain_split, "validation_split": self.validation_split,
+                "eval_split": self.eval_split, "slice_features": list(self.slice_features),
+                "row_features": list(self.row_features),
+                "stages": [dataclasses.asdict(s) for s in self.stages()]}
+
+
+def _typed(protocol: str, key: str, value: Any, default: Any) -> Any:
+    """`value` as the type of `default`; ValueError in one line if it is not one."""
+    def fail():
+        return ValueError(f"protocol {protocol}: {key}={value!r} is not a {type(default).__name__}")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise fail()
+        return [str(v) for v in value]
+    if isinstance(default, dict):
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise fail()
+        return dict(value)
+    raise TypeError(f"protocol {protocol}: parameter {key} has an unsupported default {default!r}")
+
+
+def check_params(protocol, params: Mapping[str, Any]) -> Dict[str, Any]:
+    """Defaults overridden by `params`, each checked for name, type, choices and bounds."""
+    unknown = set(params) - set(protocol.defaults)
+    if unknown:
+        raise ValueError(f"protocol {protocol.name}: unknown parameters {sorted(unknown)}; "
+                         f"known: {sorted(protocol.defaults) or 'none'}")
+    out = {}
+    for key, default in protocol.defaults.items():
+        value = _typed(protocol.name, key, params.get(key, default), default)
+        if key in protocol.choices and value not in protocol.choices[key]:
+            raise ValueError(f"protocol {protocol.name}: {key}={value!r} is not one of "
+                             f"{list(protocol.choices[key])}")
+        low, high = protocol.bounds.get(key, (None, None))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"protocol {protocol.name}: {key}={value!r} is outside "
+                             f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]")
+        out[key] = value
+    return out
+
+
+def register(name: str):
+    def wrap(cls):
+        PROTOCOLS[name] = cls
+        cls.name = name
+        return cls
+    return wrap
+
+
+def protocol_class(name: str) -> Type[Protocol]:
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}")
+    return PROTOCOLS[name]
+
+
+def build(name: str, **params) -> Protocol:
+    """The protocol `name` with its parameters checked (ValueError in one line otherwise)."""
+    return protocol_class(name)(**params)
+
+
+# Registrations (imported last: they subclass Protocol).
+from trainer.protocols import item_frequency, leave_last_out, per_domain  # noqa: E402,F401  pylint: disable=wrong-import-position,cyclic-import
