@@ -151,7 +151,9 @@ wrap_interpreter() {
 exec "$rt/ld-linux-x86-64.so.2" --library-path "$rt" --argv0 "$VENV/bin/python" "$real" "\$@"
 WRAP
   chmod +x "$VENV/bin/python"
+  # Console scripts' shebangs name the interpreter pip ran as (python3 or python3.11).
   ln -s python "$VENV/bin/python3"
+  ln -s python "$VENV/bin/python3.11"
 }
 
 # Preconditions (fast, nothing deleted or downloaded yet).

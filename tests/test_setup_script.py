@@ -7,8 +7,10 @@ fails before a virtual environment is created, so the suite stays fast and offli
 import importlib.metadata
 import os
 import re
+import shutil
 import subprocess
 import sys
+import unittest
 
 import tensorflow as tf
 
@@ -18,6 +20,9 @@ SCRIPT = os.path.join(ROOT, "scripts", "setup_env.sh")
 REAL_PYTHON = sys._base_executable  # pylint: disable=protected-access
 
 # Fake interpreters: a real CPython 3.11 that answers `-c CODE` as another Python would.
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+needs_apt = unittest.skipUnless(shutil.which("apt-get") and shutil.which("apt-config")
+                                and os.path.exists(KEYRING), f"needs apt-get, apt-config and {KEYRING}")
 FAKE_PYTHON_39 = """import sys
 sys.version_info = (3, 9, 18, "final", 0)
 exec(sys.argv[2]) if sys.argv[1:2] == ["-c"] else sys.exit("this fake python runs -c only")
@@ -133,6 +138,7 @@ class SetupScriptTest(tf.test.TestCase):
                                              "needed, which needs apt-get .*COLDSTART_NO_RUNTIME=1")
         self.assertFalse(os.path.exists(self.venv))
 
+    @needs_apt
     def test_private_runtime_without_a_debian_mirror(self):
         apt_conf = os.path.join(self.tmp, "apt.conf")
         with open(apt_conf, "w") as f:  # apt's source lists: none
@@ -143,6 +149,7 @@ class SetupScriptTest(tf.test.TestCase):
                                              "COLDSTART_DEBIAN_MIRROR=.*COLDSTART_NO_RUNTIME=1")
         self.assertFalse(os.path.exists(self.venv))
 
+    @needs_apt
     def test_runtime_download_failure_leaves_the_existing_venv_alone(self):
         self.existing_venv()
         apt_conf = os.path.join(self.tmp, "apt.conf")
@@ -166,3 +173,21 @@ class SetupScriptTest(tf.test.TestCase):
         self.assertEqual(sorted(pins), ["pip", "wheel"])
         # This suite runs in a venv that setup_env.sh made: it holds exactly the pinned versions.
         self.assertEqual({name: importlib.metadata.version(name) for name in pins}, pins)
+
+    def test_console_scripts_name_an_interpreter_that_exists(self):
+        """The venv that setup_env.sh made for this suite: the private-runtime wrapper must leave
+        every console script's shebang (python3 or python3.11, as pip ran) pointing somewhere."""
+        bin_dir = os.path.join(sys.prefix, "bin")
+        broken = []
+        for name in sorted(os.listdir(bin_dir)):
+            path = os.path.join(bin_dir, name)
+            if not os.path.isfile(path):
+                continue
+            with open(path, "rb") as f:
+                first = f.readline()
+            if first.startswith(b"#!/"):
+                interpreter = first[2:].split()[0].decode()
+                if not os.path.exists(interpreter):
+                    broken.append(f"{name}: {interpreter}")
+        self.assertEqual(broken, [])
+        self.assertTrue(os.path.isfile(os.path.join(bin_dir, "coldstart")))
