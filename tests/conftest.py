@@ -13,3 +13,13 @@ def pytest_configure(config):
     # tf.test.TestCase temp dirs read absl flags, which pytest never parses.
     from absl import flags  # pylint: disable=import-outside-toplevel
     flags.FLAGS.mark_as_parsed()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A run in which no test ran fails like one that collected none (exit 5), so that CI
+    # (.ci/run -> make test) cannot pass when every test was skipped, e.g. for a missing input.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if exitstatus == 0 and reporter is not None and not reporter.stats.get("passed"):
+        reporter.write_sep("!", f"no test ran ({len(reporter.stats.get('skipped', []))} skipped): "
+                            "exit status 5", red=True)
+        session.exitstatus = 5

@@ -62,15 +62,21 @@ class SplitLogicTest(tf.test.TestCase):
 
 class BeamSplitTest(tf.test.TestCase):
 
-    def test_beam_matches_reference(self):
+    def test_beam_split_of_the_hand_log(self):
         rows = hand_log()
         examples = [example_io.to_example({"item_id": item, "user_id": f"u{i}", "timestamp": t})
                     .SerializeToString() for i, (item, t) in enumerate(rows)]
-        expected = split_log(rows, N=7, K=2)
+        # The hand_log docstring's split, written out: new items' rows in time order, K at a time.
+        expected = {"base": [("old", t) for t in (1, 2, 3, 4, 5, 7, 8, 9)],
+                    "warm_a": [("new6", 1), ("new6", 2), ("new7", 10), ("new7", 20)],
+                    "warm_b": [("new6", 3), ("new6", 4), ("new7", 30), ("new7", 40)],
+                    "warm_c": [("new6", 5), ("new6", 6), ("new7", 50), ("new7", 60)],
+                    "test": [("new7", 70)],
+                    "dropped": [("rare", t) for t in (1, 2, 3, 4, 5)]}
         counts = {"old": 8, "new7": 7, "new6": 6, "rare": 5}
 
         def keyed(split):
-            return sorted((item, t, counts[item]) for (item, t), s in zip(rows, expected) if s == split)
+            return sorted((item, t, counts[item]) for item, t in expected[split])
 
         def decoded(serialized):
             ex = example_io.from_example(tf.train.Example.FromString(serialized))

@@ -44,6 +44,20 @@ def meta_splits(base: protocol.Arrays, seed: int) -> Dict[str, protocol.Arrays]:
     return out
 
 
+def meta_loss(backbone, e_a, batch_a, batch_b, inner_lr: float, alpha: float, training: bool):
+    """L = alpha L_a(e_a) + (1 - alpha) L_b(e'_a), e'_a = e_a - inner_lr dL_a/de_a. The inner
+    gradient is taken on its own tape inside the caller's, so dL/de_a has the second-order term."""
+    label = features.LABEL
+    with tf.GradientTape() as inner:
+        inner.watch(e_a)
+        loss_a = protocol.bce_from_logits(
+            batch_a[label], backbone.call_with_item_embedding(e_a, batch_a, training))
+    e_a_updated = e_a - inner_lr * inner.gradient(loss_a, e_a)
+    loss_b = protocol.bce_from_logits(
+        batch_b[label], backbone.call_with_item_embedding(e_a_updated, batch_b, training))
+    return alpha * loss_a + (1.0 - alpha) * loss_b
+
+
 class MetaEmbedding(ColdStartMethod):
     name = "metae"
     needs_base = True
@@ -65,7 +79,6 @@ class MetaEmbedding(ColdStartMethod):
         variables = self.generator.trainable_variables
         optimizer = protocol.make_optimizer(config, variables)
         training = config.frozen_mode == "train"
-        label = features.LABEL
 
         def generate(batch):
             return self.generator(tf.stop_gradient(backbone_side_info(backbone, batch)))
@@ -73,16 +86,8 @@ class MetaEmbedding(ColdStartMethod):
         @tf.function
         def step(batch_a, batch_b):
             with tf.GradientTape() as outer:
-                e_a = generate(batch_a)
-                with tf.GradientTape() as inner:
-                    inner.watch(e_a)
-                    loss_a = protocol.bce_from_logits(
-                        batch_a[label], backbone.call_with_item_embedding(e_a, batch_a, training))
-                e_a_updated = e_a - o["inner_lr"] * inner.gradient(loss_a, e_a)
-                loss_b = protocol.bce_from_logits(
-                    batch_b[label],
-                    backbone.call_with_item_embedding(e_a_updated, batch_b, training))
-                loss = o["alpha"] * loss_a + (1.0 - o["alpha"]) * loss_b
+                loss = meta_loss(backbone, generate(batch_a), batch_a, batch_b, o["inner_lr"],
+                                 o["alpha"], training)
             optimizer.apply_gradients(outer.gradient(loss, variables))
             return loss
 
