@@ -4,7 +4,8 @@ One step = side information -> h, L_diff (one denoiser pass), the unrolled rever
 (T/stride denoiser passes), decoder, frozen DeepFM forward, BCE, gradients and a PyTorch-style
 Adam update. Batch 2048 with ML-1M vocabulary sizes; the values do not matter for the timing.
 
-    .venv/bin/python benchmarks/csdm_step.py [--batch 2048] [--steps 50] [--train-denoiser 1]
+    .venv/bin/python benchmarks/csdm_step.py [--batch 2048] [--steps 50] [--method csdm]
+        [--set csdm.train_denoiser=false --set csdm.T=100 ...]
 """
 import argparse
 import os
@@ -19,6 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from trainer import backbones, features, methods, protocol  # noqa: E402
+from trainer.methods import options as method_options  # noqa: E402
 
 ML1M_VOCAB = {"user_id": 3001, "gender": 3, "age": 8, "occupation": 22, "zip_code": 2000,
               "item_id": 3616, "year": 82, "title": 4000, "genres": 20}
@@ -53,19 +55,20 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--train-denoiser", type=int, default=1)
-    p.add_argument("--T", type=int, default=100)
-    p.add_argument("--stride", type=int, default=10)
     p.add_argument("--method", choices=("csdm", "cvar"), default="csdm")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE",
+                   help="method option as in `coldstart run` (defaults: the method's)")
     args = p.parse_args()
+    try:
+        options = method_options.parse_sets(args.set, [args.method]).get(args.method, {})
+    except ValueError as err:
+        p.error(str(err))
 
     protocol.seed_everything(0)
     batch = synthetic_batch(args.batch, np.random.default_rng(0))
     backbone = backbones.build("deepfm", features.MOVIELENS, ML1M_VOCAB)
     protocol.ensure_built(backbone, batch)
     config = protocol.TrainConfig()
-    options = ({"T": args.T, "stride": args.stride, "train_denoiser": bool(args.train_denoiser)}
-               if args.method == "csdm" else {})
     print(f"{args.method} generator step, DeepFM, batch {args.batch}, {options}; "
           f"{os.cpu_count()} CPU cores, TF {tf.__version__}")
     print(f"{'mode':<12} {'median ms':>10} {'min ms':>8}")

@@ -25,6 +25,7 @@ import tensorflow_transform as tft  # noqa: E402
 from components import example_io  # noqa: E402
 from pipeline import report  # noqa: E402
 from trainer import data, features, methods, metrics, preprocessing, protocol, task  # noqa: E402
+from trainer.methods import options as method_options  # noqa: E402
 
 
 def latest(pattern: str) -> str:
@@ -32,16 +33,6 @@ def latest(pattern: str) -> str:
     if not found:
         raise SystemExit(f"nothing matches {pattern}: is --run the output of a finished run?")
     return found[-1]
-
-
-def parse_sets(items):
-    options = {}
-    for item in items:
-        key, value = item.split("=", 1)
-        name, option = key.split(".", 1)
-        options.setdefault(name, {})[option] = json.loads(value) if value[:1] in "0123456789-tf[{" \
-            else value
-    return options
 
 
 def main():
@@ -54,6 +45,10 @@ def main():
                    "here as the Trainer does (default: the run's seeds)")
     p.add_argument("--json", help="write the per-seed results here")
     args = p.parse_args()
+    try:  # checked as `coldstart run` checks them, before any work
+        options = method_options.parse_sets(args.set, args.methods.split(","))
+    except ValueError as err:
+        p.error(str(err))
     root = os.path.join(args.run, "tfx")
     transform = latest(os.path.join(root, "Transform", "transform_graph", "*"))
     examples = latest(os.path.join(root, "Transform", "transformed_examples", "*"))
@@ -78,7 +73,6 @@ def main():
             task.save(task.pretrain(train_config["backbone"], feature_config,
                                     preprocessing.vocab_sizes(tft_output, feature_config),
                                     splits["base"], config, seed), seed_dirs[seed])
-    options = parse_sets(args.set)
     rows, results = [], {}
     for label in args.methods.split(","):
         start = time.perf_counter()

@@ -60,9 +60,12 @@ def ClickLogExampleGen(
     quarantine: OutputArtifact[Quarantine],
     input_base: Parameter[str],
     dataset_config: Parameter[str],
+    input_fingerprint: Parameter[str] = "",  # pylint: disable=unused-argument
+    code_version: Parameter[str] = "",  # pylint: disable=unused-argument
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
-    """`dataset_config`: the DatasetConfig as JSON. Output split: `all`."""
+    """`dataset_config`: the DatasetConfig as JSON. Output split: `all`. `input_fingerprint` (of
+    the raw files) and `code_version` are unused here: they are in the cache key only."""
     config = log_reader.resolve(log_config.from_json(dataset_config), input_base)
     bad_path = os.path.join(quarantine.uri, BAD_ROWS)
     with beam_pipeline as p:
@@ -89,6 +92,7 @@ def bad_rows_pattern(uri: str) -> str:
 def QuarantineGate(
     quarantine: InputArtifact[Quarantine],
     max_bad_fraction: Parameter[float] = DEFAULT_MAX_BAD_FRACTION,
+    code_version: Parameter[str] = "",  # cache key only  # pylint: disable=unused-argument
 ) -> None:
     """Raises TooManyBadRows when quarantined rows / input rows > `max_bad_fraction`."""
     check_bad_fraction(read_stats(quarantine.uri), max_bad_fraction,

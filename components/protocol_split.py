@@ -22,6 +22,7 @@ def ProtocolSplitGen(
     protocol: Parameter[str],
     params: Parameter[str] = "{}",
     input_split: Parameter[str] = "all",
+    code_version: Parameter[str] = "",  # cache key only  # pylint: disable=unused-argument
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Splits `examples` as the protocol `protocol` with `params` (a JSON object) says.

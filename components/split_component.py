@@ -28,6 +28,7 @@ def ItemSplitGen(
     N: Parameter[int],
     K: Parameter[int],
     input_split: Parameter[str] = "all",
+    code_version: Parameter[str] = "",  # cache key only  # pylint: disable=unused-argument
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Splits by item frequency into base / warm_a / warm_b / warm_c / test (+ dropped).

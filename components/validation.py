@@ -4,7 +4,7 @@ from typing import Dict, List
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 
@@ -38,7 +38,10 @@ def read_anomalies(uri: str, splits: List[str]) -> Dict[str, anomalies_pb2.Anoma
 
 
 @component
-def AnomalyGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
+def AnomalyGate(
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    code_version: Parameter[str] = "",  # cache key only  # pylint: disable=unused-argument
+) -> None:
     """Raises SchemaAnomalies listing every anomaly; passes silently when there is none."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     lines = describe(read_anomalies(anomalies.uri, splits))

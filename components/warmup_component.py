@@ -40,6 +40,7 @@ def WarmupEvaluate(
     methods: Parameter[str] = "base",
     method_options: Parameter[str] = "{}",
     prediction_seeds: Parameter[int] = 1,
+    code_version: Parameter[str] = "",  # cache key only  # pylint: disable=unused-argument
 ) -> None:
     """Cold / warm_a / warm_b / warm_c AUC and F1 on `test` for every pretrained seed.
 

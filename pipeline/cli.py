@@ -1,6 +1,7 @@
 """`coldstart run ...`: runs the pipeline locally (LocalDagRunner, sqlite MLMD, in-process Beam)
 and writes OUT/report.json and OUT/report.md; the TFX artifacts stay under OUT/tfx."""
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -17,59 +18,57 @@ DATASET_HELP = ("a built-in data set ({}) or the path of a YAML config describin
                 "(see components/log_config.py)")
 
 
+def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
+    """The arguments `run` and `compile` share: everything that defines the pipeline."""
+    p.add_argument("--dataset", default=dataset,
+                   help=DATASET_HELP.format(", ".join(schemas.builtin())))
+    p.add_argument("--max-bad-fraction", type=float, default=0.001,
+                   help="fail when more than this fraction of input rows is quarantined")
+    p.add_argument("--backbone", default="deepfm",
+                   help="comma-separated backbones; several write OUT/<backbone>/report.json")
+    p.add_argument("--methods", default="base",
+                   help="comma-separated cold-start methods; NAME/VARIANT labels a variant "
+                        "with its own --set options (e.g. base,csdm,csdm/code)")
+    p.add_argument("--runs", type=int, default=1, help="repetitions with seeds S..S+R-1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--N", type=int, help="old items have more than N rows (default per dataset)")
+    p.add_argument("--K", type=int, help="rows per new item in each warm split")
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--pretrain-epochs", type=int, default=1)
+    p.add_argument("--optimizer", choices=("torch_adam", "keras_adam"), default="torch_adam",
+                   help="torch_adam: the reference's Adam (coupled L2, dense gradients)")
+    p.add_argument("--frozen-mode", choices=("train", "inference"), default="train",
+                   help="mode of the frozen backbone while item IDs train (train: reference)")
+    p.add_argument("--beam-preset", default="direct", choices=sorted(beam_presets.PRESETS),
+                   help="Beam runner preset (see pipeline/beam_presets.py)")
+    p.add_argument("--beam-arg", action="append", default=[],
+                   help="Beam pipeline argument, repeatable; added to (or overriding) the preset")
+    p.add_argument("--set", dest="method_options", action="append", default=[],
+                   metavar="METHOD.OPTION=VALUE",
+                   help="cold-start method option, repeatable (e.g. csdm.iters=2); typed and "
+                        "checked (bool: true/false)")
+    p.add_argument("--tfma-seeds", type=int, default=1,
+                   help="seeds whose predictions the TFMA Evaluator checks (0: no Evaluator)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coldstart", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline end to end and write the report")
-    run.add_argument("--dataset", default="ml-100k",
-                     help=DATASET_HELP.format(", ".join(schemas.builtin())))
+    add_pipeline_arguments(run, "ml-100k")
     run.add_argument("--data-dir", help="input folder, or the download cache (ml-100k, tafeng; "
                      "default $COLDSTART_DATA_DIR or ~/.cache/coldstart)")
-    run.add_argument("--max-bad-fraction", type=float, default=0.001,
-                     help="fail when more than this fraction of input rows is quarantined")
-    run.add_argument("--backbone", default="deepfm",
-                     help="comma-separated backbones; several write OUT/<backbone>/report.json")
-    run.add_argument("--methods", default="base",
-                     help="comma-separated cold-start methods; NAME/VARIANT labels a variant "
-                          "with its own --set options (e.g. base,csdm,csdm/code)")
-    run.add_argument("--runs", type=int, default=1, help="repetitions with seeds S..S+R-1")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--N", type=int, help="old items have more than N rows (default per dataset)")
-    run.add_argument("--K", type=int, help="rows per new item in each warm split")
-    run.add_argument("--batch-size", type=int, default=2048)
-    run.add_argument("--pretrain-epochs", type=int, default=1)
-    run.add_argument("--optimizer", choices=("torch_adam", "keras_adam"), default="torch_adam",
-                     help="torch_adam: the reference's Adam (coupled L2, dense gradients)")
-    run.add_argument("--frozen-mode", choices=("train", "inference"), default="train",
-                     help="mode of the frozen backbone while item IDs train (train: reference)")
     run.add_argument("--output", required=True, help="output folder (report + TFX artifacts)")
-    run.add_argument("--beam-preset", default="direct", choices=sorted(beam_presets.PRESETS),
-                     help="Beam runner preset (see pipeline/beam_presets.py)")
-    run.add_argument("--beam-arg", action="append", default=[],
-                     help="Beam pipeline argument, repeatable; added to (or overriding) the preset")
-    run.add_argument("--set", dest="method_options", action="append", default=[],
-                     metavar="METHOD.OPTION=VALUE",
-                     help="cold-start method option, repeatable (e.g. csdm.iters=2)")
-    run.add_argument("--tfma-seeds", type=int, default=1,
-                     help="seeds whose predictions the TFMA Evaluator checks (0: no Evaluator)")
     run.add_argument("--fresh", action="store_true", help="delete OUT/tfx before running")
     run.add_argument("--cache", action="store_true",
-                     help="reuse unchanged component outputs of earlier runs in OUT/tfx")
+                     help="reuse component outputs of earlier runs in OUT/tfx whose inputs, "
+                          "parameters, raw files and project code are unchanged")
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI")
-    comp.add_argument("--dataset", default="ml-1m",
-                      help=DATASET_HELP.format(", ".join(schemas.builtin())))
+    add_pipeline_arguments(comp, "ml-1m")
     comp.add_argument("--data-root", required=True, help="input folder the cluster can read "
                       "(e.g. gs://bucket/ml-1m)")
     comp.add_argument("--pipeline-root", required=True, help="artifact root (e.g. gs://bucket/runs)")
     comp.add_argument("--image", required=True, help="container image built from the Dockerfile")
-    comp.add_argument("--backbone", default="deepfm")
-    comp.add_argument("--methods", default="base")
-    comp.add_argument("--runs", type=int, default=1)
-    comp.add_argument("--seed", type=int, default=0)
-    comp.add_argument("--N", type=int)
-    comp.add_argument("--K", type=int)
-    comp.add_argument("--beam-arg", action="append", default=None,
-                      help="Beam argument for the cluster runs, e.g. --runner=DataflowRunner")
     comp.add_argument("--schema-file",
                       help="the schema's path inside the image (default: the Dockerfile's copy of "
                            "the built-in one)")
@@ -77,23 +76,64 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def compile_pipeline(args: argparse.Namespace) -> str:
-    """Writes the KubeflowV2 (Vertex AI Pipelines) JSON; runs nothing."""
-    from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
-    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+def pipeline_arguments(args: argparse.Namespace) -> dict:
+    """Checks every shared argument (names, --set values, ranges) before any work and returns the
+    keyword arguments of `pipeline.create_pipeline` they define; `run` and `compile` add only
+    where the data, schema and artifacts live."""
+    from components import item_split  # pylint: disable=import-outside-toplevel
+    from trainer import backbones, methods  # pylint: disable=import-outside-toplevel
+    from trainer.methods import options  # pylint: disable=import-outside-toplevel
 
+    backbone_names = args.backbone.split(",")
+    for name in backbone_names:
+        if name not in backbones.BACKBONES:
+            raise ValueError(f"unknown backbone {name!r}; known: "
+                             f"{', '.join(sorted(backbones.BACKBONES))}")
+    method_names = args.methods.split(",")
+    for name in method_names:
+        methods.method_class(name)  # unknown methods fail here
+    if len(set(method_names)) < len(method_names):
+        raise ValueError(f"--methods {args.methods} names a method twice")
+    method_options = options.parse_sets(args.method_options, method_names)
     config = load_dataset(args.dataset)
+    n, k = args.N or config.N, args.K or config.K
+    for flag, value, low in (("--runs", args.runs, 1), ("--batch-size", args.batch_size, 1),
+                             ("--pretrain-epochs", args.pretrain_epochs, 1),
+                             ("--tfma-seeds", args.tfma_seeds, 0)):
+        if value < low:
+            raise ValueError(f"{flag} must be at least {low}, not {value}")
+    if not 0 <= args.max_bad_fraction <= 1:
+        raise ValueError("--max-bad-fraction must be in [0, 1]")
+    item_split.check_params(n, k)
+    return dict(
+        pipeline_name=f"coldstart-{config.name}", dataset=config, N=n, K=k,
+        backbones=backbone_names, methods=method_names, method_options=method_options,
+        seeds=list(range(args.seed, args.seed + args.runs)),
+        train={"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
+               "optimizer": args.optimizer, "frozen_mode": args.frozen_mode},
+        beam_pipeline_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
+        tfma_seeds=args.tfma_seeds, max_bad_fraction=args.max_bad_fraction)
+
+
+def compiled_pipeline(args: argparse.Namespace):
+    """The tfx Pipeline that `compile` writes."""
+    from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
+
+    kwargs = pipeline_arguments(args)
     schema_file = args.schema_file
     if not schema_file:
         if args.dataset not in schemas.builtin():
             raise ValueError("--schema-file is required for a data set of your own")
-        schema_file = IMAGE_SCHEMA.format(config.name)
-    tfx_pipeline = pipeline_lib.create_pipeline(
-        pipeline_name=f"coldstart-{config.name}", pipeline_root=args.pipeline_root,
-        data_root=args.data_root, dataset=config, N=args.N or config.N, K=args.K or config.K,
-        schema_file=schema_file, backbones=args.backbone.split(","),
-        methods=args.methods.split(","), seeds=list(range(args.seed, args.seed + args.runs)),
-        beam_pipeline_args=args.beam_arg or [])
+        schema_file = IMAGE_SCHEMA.format(kwargs["dataset"].name)
+    return pipeline_lib.create_pipeline(pipeline_root=args.pipeline_root, data_root=args.data_root,
+                                        schema_file=schema_file, **kwargs)
+
+
+def compile_pipeline(args: argparse.Namespace) -> str:
+    """Writes the KubeflowV2 (Vertex AI Pipelines) JSON; runs nothing."""
+    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+
+    tfx_pipeline = compiled_pipeline(args)
     output = os.path.abspath(args.output)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=args.image),
@@ -114,51 +154,14 @@ def load_dataset(name_or_path: str) -> log_config.DatasetConfig:
                      f"({', '.join(schemas.builtin())}) nor a YAML config file")
 
 
-def parse_method_options(items) -> dict:
-    """["csdm.iters=2", "csdm.forward_coef=c"] -> {"csdm": {"iters": 2, "forward_coef": "c"}}."""
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        method, dot, option = key.partition(".")
-        if not sep or not dot or not method or not option:
-            raise ValueError(f"--set takes METHOD.OPTION=VALUE, not {item!r}")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        options.setdefault(method, {})[option] = parsed
-    return options
-
-
-def run(args: argparse.Namespace) -> dict:
+def local_pipeline(args: argparse.Namespace):
+    """Checks the arguments and the input files, prepares OUT and returns the tfx Pipeline that
+    `run` runs."""
     from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
-    from pipeline import report as report_lib  # pylint: disable=import-outside-toplevel
-    from components.report_component import Report, write_report  # pylint: disable=import-outside-toplevel
-    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
-    from components import item_split, log_reader  # pylint: disable=import-outside-toplevel
+    from components import log_reader  # pylint: disable=import-outside-toplevel
 
-    from trainer import backbones, methods  # pylint: disable=import-outside-toplevel
-
-    start = time.time()
-    backbone_names = args.backbone.split(",")
-    for name in backbone_names:
-        if name not in backbones.BACKBONES:
-            raise ValueError(f"unknown backbone {name!r}; known: "
-                             f"{', '.join(sorted(backbones.BACKBONES))}")
-    method_names = args.methods.split(",")
-    method_options = parse_method_options(args.method_options)
-    for name in set(method_options) - set(method_names):
-        raise ValueError(f"--set names {name!r}, which is not in --methods {args.methods}")
-    for name in method_names:  # unknown methods and options fail here, before any work
-        methods.build(name, **method_options.get(name, {}))
-    config = load_dataset(args.dataset)
-    n, k = args.N or config.N, args.K or config.K
-    if args.runs < 1:
-        raise ValueError("--runs must be at least 1")
-    if not 0 <= args.max_bad_fraction <= 1:
-        raise ValueError("--max-bad-fraction must be in [0, 1]")
-    item_split.check_params(n, k)
-    beam_args = beam_presets.beam_args(args.beam_preset, args.beam_arg)
+    kwargs = pipeline_arguments(args)
+    config = kwargs["dataset"]
     builtin = args.dataset in schemas.builtin()
     data_root = datasets.resolve(args.dataset if builtin else f"{config.name} ({args.dataset})",
                                  args.data_dir)
@@ -169,22 +172,32 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(paths["pipeline_root"])
     os.makedirs(paths["pipeline_root"], exist_ok=True)
     if builtin:
-        schema_file = schemas.schema_path(config.name)
+        with open(schemas.schema_path(config.name)) as f:
+            schema_text = f.read()
     else:
-        schema_file = os.path.join(output, "schema", "schema.pbtxt")
-        os.makedirs(os.path.dirname(schema_file), exist_ok=True)
-        with open(schema_file, "w") as f:
-            f.write(schemas.schema_text(config))
-    seeds = list(range(args.seed, args.seed + args.runs))
-    train = {"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
-             "optimizer": args.optimizer, "frozen_mode": args.frozen_mode}
-    tfx_pipeline = pipeline_lib.create_pipeline(
-        pipeline_name=f"coldstart-{config.name}", pipeline_root=paths["pipeline_root"],
-        data_root=data_root, dataset=config, N=n, K=k, schema_file=schema_file,
-        backbones=backbone_names, methods=method_names, method_options=method_options,
-        seeds=seeds, train=train, metadata_path=paths["metadata_path"],
-        beam_pipeline_args=beam_args, enable_cache=args.cache, tfma_seeds=args.tfma_seeds,
-        max_bad_fraction=args.max_bad_fraction)
+        schema_text = schemas.schema_text(config)
+    # ImportSchemaGen's cache key is the file's path: one path per content keeps --cache honest.
+    schema_file = os.path.join(output, "schema", hashlib.sha256(schema_text.encode()).hexdigest()[:16],
+                               "schema.pbtxt")
+    os.makedirs(os.path.dirname(schema_file), exist_ok=True)
+    with open(schema_file, "w") as f:
+        f.write(schema_text)
+    return pipeline_lib.create_pipeline(
+        pipeline_root=paths["pipeline_root"], data_root=data_root, schema_file=schema_file,
+        metadata_path=paths["metadata_path"], enable_cache=args.cache, **kwargs)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
+    from pipeline import report as report_lib  # pylint: disable=import-outside-toplevel
+    from components.report_component import Report, write_report  # pylint: disable=import-outside-toplevel
+    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+
+    start = time.time()
+    tfx_pipeline = local_pipeline(args)
+    backbone_names = args.backbone.split(",")
+    output = os.path.abspath(args.output)
+    paths = pipeline_lib.local_paths(output)
     tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
     reports = {}
     for uri in pipeline_lib.last_run_artifact_uris(paths["metadata_path"], Report.TYPE_NAME):

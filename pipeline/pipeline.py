@@ -1,6 +1,7 @@
 """The TFX graph: ClickLogExampleGen -> QuarantineGate -> ItemSplitGen -> StatisticsGen ->
 ExampleValidator -> AnomalyGate; (ImportSchemaGen) Transform -> per backbone: Trainer (pretrain)
 -> WarmupEvaluate -> Evaluator (TFMA, sliced by phase) -> ReportGen."""
+import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -8,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
-from components import example_gen as example_gen_lib, log_config, tfma_check
+from components import example_gen as example_gen_lib, log_config, log_reader, tfma_check
 from components.item_split import SPLITS
 from components.protocol_split import ProtocolSplitGen
 from components.report_component import ReportGen
@@ -17,6 +18,46 @@ from components.warmup_component import WarmupEvaluate
 from trainer import features
 
 TRANSFORMED_SPLITS = [s for s in SPLITS if s != "dropped"]
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CODE_DIRS = ("pipeline", "components", "trainer", "schemas")  # what the components run
+CODE_SUFFIXES = (".py", ".yaml", ".pbtxt")
+SMALL_FILE = 1 << 20  # raw files up to this size are fingerprinted by content
+
+
+def code_version(root: str = PROJECT_ROOT) -> str:
+    """sha256 of the project's own sources and schema/config files (CODE_DIRS under `root`): a
+    part of every component's cache key, so that `--cache` re-runs what edited code computes."""
+    digest = hashlib.sha256()
+    for directory in CODE_DIRS:
+        for folder, subfolders, files in os.walk(os.path.join(root, directory)):
+            subfolders.sort()
+            for name in sorted(files):
+                if name.endswith(CODE_SUFFIXES):
+                    path = os.path.join(folder, name)
+                    with open(path, "rb") as f:
+                        content = f.read()
+                    digest.update(f"{os.path.relpath(path, root)}\0{len(content)}\0".encode())
+                    digest.update(content)
+    return digest.hexdigest()[:16]
+
+
+def input_fingerprint(dataset: log_config.DatasetConfig, data_root: str) -> str:
+    """sha256 over the raw files `dataset` reads under `data_root`: name and size, and the content
+    of small files or the modification time of large ones. "" where `data_root` is not a local
+    folder (a compiled pipeline's gs://...), whose files cannot be read here."""
+    if "://" in data_root or not os.path.isdir(data_root):
+        return ""
+    digest = hashlib.sha256()
+    for spec in (dataset.log, *dataset.joins):
+        for path in log_reader.table_files(data_root, spec):
+            stat = os.stat(path)
+            if stat.st_size <= SMALL_FILE:
+                with open(path, "rb") as f:
+                    version = hashlib.sha256(f.read()).hexdigest()
+            else:
+                version = str(stat.st_mtime_ns)
+            digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{version}\0".encode())
+    return digest.hexdigest()[:16]
 
 
 def feature_json(dataset: log_config.DatasetConfig) -> str:
@@ -24,8 +65,10 @@ def feature_json(dataset: log_config.DatasetConfig) -> str:
     return features.to_json(features.from_dataset(dataset.to_dict()))
 
 
-def transform_component(split_examples, schema, dataset: log_config.DatasetConfig):
-    """Transform of the item-split examples with `trainer.preprocessing`."""
+def transform_component(split_examples, schema, dataset: log_config.DatasetConfig,
+                        code: str = ""):
+    """Transform of the item-split examples with `trainer.preprocessing`; `code`: the code
+    version, in the cache key."""
     return tfx.components.Transform(
         examples=split_examples,
         schema=schema,
@@ -33,7 +76,7 @@ def transform_component(split_examples, schema, dataset: log_config.DatasetConfi
         # Statistics over the whole log, dropped items included (spec 1.7).
         splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
         disable_statistics=True,
-        custom_config={"features": feature_json(dataset)},
+        custom_config={"features": feature_json(dataset), "code_version": code},
     )
 
 
@@ -58,28 +101,35 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """`dataset`: how to read `data_root`; `schema_file`: its schema, where the component will
     read it. `tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
-    `max_bad_fraction`: quarantined rows above this fraction of the input fail the run."""
+    `max_bad_fraction`: quarantined rows above this fraction of the input fail the run.
+    The raw files' fingerprint and the code version are parameters, so caching sees edits."""
+    code = code_version()
+    fingerprint = input_fingerprint(dataset, data_root)
     example_gen = example_gen_lib.ClickLogExampleGen(
-        input_base=data_root, dataset_config=json.dumps(dataset.to_dict(), sort_keys=True))
+        input_base=data_root, dataset_config=json.dumps(dataset.to_dict(), sort_keys=True),
+        input_fingerprint=fingerprint, code_version=code)
     quarantine_gate = example_gen_lib.QuarantineGate(
-        quarantine=example_gen.outputs["quarantine"], max_bad_fraction=max_bad_fraction)
+        quarantine=example_gen.outputs["quarantine"], max_bad_fraction=max_bad_fraction,
+        code_version=code)
     split = ProtocolSplitGen(examples=example_gen.outputs["examples"], protocol="item_frequency",
-                             params=json.dumps({"N": N, "K": K})).with_id("ItemSplitGen")
+                             params=json.dumps({"N": N, "K": K}),
+                             code_version=code).with_id("ItemSplitGen")
     split.add_upstream_node(quarantine_gate)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
     statistics = tfx.components.StatisticsGen(examples=split.outputs["split_examples"])
     validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
-    gate = AnomalyGate(anomalies=validator.outputs["anomalies"])
+    gate = AnomalyGate(anomalies=validator.outputs["anomalies"], code_version=code)
     transform = transform_component(split.outputs["split_examples"], schema.outputs["schema"],
-                                    dataset)
+                                    dataset, code)
     transform.add_upstream_node(gate)
     per_backbone = []
     for backbone in backbones:
         run_config = {"dataset": dataset.to_dict(), "data_root": data_root, "N": N, "K": K,
                       "backbone": backbone, "methods": list(methods), "method_options": method_options or {},
                       "seeds": list(seeds), "train": dict(train or {}),
-                      "beam_pipeline_args": list(beam_pipeline_args or [])}
+                      "beam_pipeline_args": list(beam_pipeline_args or []),
+                      "code_version": code, "input_fingerprint": fingerprint}
         trainer = tfx.components.Trainer(
             run_fn="trainer.task.run_fn",
             examples=transform.outputs["transformed_examples"],
@@ -88,7 +138,7 @@ def create_pipeline(
             train_args=tfx.proto.TrainArgs(splits=["base"]),
             eval_args=tfx.proto.EvalArgs(splits=["test"]),
             custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
-                           "features": feature_json(dataset)},
+                           "features": feature_json(dataset), "code_version": code},
         ).with_id(f"Trainer.{backbone}")
         warmup = WarmupEvaluate(
             transformed_examples=transform.outputs["transformed_examples"],
@@ -97,6 +147,7 @@ def create_pipeline(
             methods=",".join(methods),
             method_options=json.dumps(method_options or {}, sort_keys=True),
             prediction_seeds=tfma_seeds,
+            code_version=code,
         ).with_id(f"WarmupEvaluate.{backbone}")
         per_backbone += [trainer, warmup]
         tfma = {}

@@ -196,24 +196,6 @@ class CliErrorsTest(tf.test.TestCase):
                                                  "--output", out, flag, value]))
         self.assertEqual(os.listdir(out), [])
 
-    def test_method_options(self):
-        self.assertEqual(cli.parse_method_options(["csdm.iters=2", "csdm.forward_coef=sqrt_c",
-                                                   "csdm.train_denoiser=false"]),
-                         {"csdm": {"iters": 2, "forward_coef": "sqrt_c", "train_denoiser": False}})
-        with self.assertRaisesRegex(ValueError, "METHOD.OPTION=VALUE"):
-            cli.parse_method_options(["iters=2"])
-        out = self.create_tempdir().full_path
-        with self.assertRaisesRegex(ValueError, r"csdm: unknown options \['itres'\]"):
-            cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
-                                             "--output", out, "--methods", "base,csdm",
-                                             "--set", "csdm.itres=2"]))
-        with self.assertRaisesRegex(ValueError, r"--set names 'csdm', which is not in --methods"):
-            cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
-                                             "--output", out, "--set", "csdm.iters=2"]))
-        with self.assertRaisesRegex(ValueError, r"base: unknown options \['iters'\]"):
-            cli.run(cli.parser().parse_args(["run", "--dataset", "ml-1m", "--data-dir", out,
-                                             "--output", out, "--set", "base.iters=2"]))
-
 
 class CompileTest(tf.test.TestCase):
 

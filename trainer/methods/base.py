@@ -2,20 +2,23 @@
 import tensorflow as tf
 
 from trainer import backbones, protocol
+from trainer.methods import options as options_lib
 
 
 class ColdStartMethod:
     name = ""
     needs_base = False  # whether `splits` must hold the `base` split too
-    defaults: dict = {}  # every option a method takes, with its default
+    defaults: dict = {}  # every option a method takes, with its default (which gives its type)
+    choices: dict = {}   # option -> tuple of allowed values
+    bounds: dict = {}    # option -> (low, high), inclusive; None: unbounded
 
     def __init__(self, seed: int = 0, **options):
-        unknown = set(options) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"{self.name}: unknown options {sorted(unknown)}; "
-                             f"known: {sorted(self.defaults) or 'none'}")
         self.seed = seed
-        self.options = {**self.defaults, **options}
+        self.options = options_lib.validate(type(self), options)
+
+    @classmethod
+    def check(cls, options: dict) -> None:
+        """Checks across options (`options`: all of them); raises ValueError."""
 
     def prepare(self, backbone, splits, config) -> None:
         """Called once before the cold evaluation."""

@@ -102,6 +102,23 @@ class CSDM(GeneratorMethod):
         "dropout": False,         # True: the mask on h and the denoiser input dropout (D9)
         "time_embedding": 32,     # size of the sinusoidal time embedding (2 x d, readme)
     }
+    choices = {**GeneratorMethod.choices, "forward_coef": ("c", "sqrt_c")}
+    bounds = {**GeneratorMethod.bounds, "T": (1, None), "stride": (1, None),
+              "beta_start": (0.0, 1.0), "beta_end": (0.0, 1.0), "diff_coef": (0.0, None),
+              "time_embedding": (2, None)}
+
+    @classmethod
+    def check(cls, options):
+        super().check(options)
+        o = options
+        if o["stride"] > o["T"]:
+            raise ValueError(f"stride ({o['stride']}) must be at most T ({o['T']})")
+        if not 0 < o["beta_start"] <= o["beta_end"] < 1:  # beta = 0 gives c = 0/0, 1 no signal
+            raise ValueError(f"beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1,"
+                             f" not {o['beta_start']:g} and {o['beta_end']:g}")
+        if o["time_embedding"] % 2:
+            raise ValueError(f"time_embedding must be even (cosines and sines), "
+                             f"not {o['time_embedding']}")
 
     def build_modules(self, backbone) -> None:
         o = self.o

@@ -22,6 +22,7 @@ class DropoutNet(ColdStartMethod):
     name = "dropoutnet"
     needs_base = True
     defaults = {"dropout_prob": 0.1, "step_table_when_dropped": False}
+    bounds = {"dropout_prob": (0.0, 1.0)}
 
     def prepare(self, backbone, splits, config) -> None:
         base = splits["base"]

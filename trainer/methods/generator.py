@@ -112,6 +112,9 @@ class GeneratorMethod(ColdStartMethod):
         # D8) or in inference mode (deterministic).
         "overwrite_training": True,
     }
+    choices = {"warm_data": ("current", "cumulative")}
+    bounds = {"iters": (1, None), "base_iters": (0, None), "warm_epochs": (1, None),
+              "batch_size": (0, None)}
 
     def __init__(self, seed: int = 0, **options):
         super().__init__(seed, **options)

@@ -66,6 +66,7 @@ class MetaEmbedding(ColdStartMethod):
         "inner_lr": 1e-3,    # step of the inner update of e_a (hard-coded in the reference)
         "alpha": 0.1,        # weight of L_a (L_b gets 1 - alpha)
     }
+    bounds = {"epochs": (1, None), "inner_lr": (0.0, None), "alpha": (0.0, 1.0)}
 
     def prepare(self, backbone, splits, config) -> None:
         tf.keras.utils.set_random_seed(self.seed)

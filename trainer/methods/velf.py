@@ -48,6 +48,13 @@ class VELF(ColdStartMethod):
         "hyper_prior_std": 1.0,     # the regularising prior N(0, std^2 I)
         "posterior_logvar": -9.2,   # initial log sigma^2 of every item (sigma ~ 0.01, the init scale)
     }
+    bounds = {"kl_weight": (0.0, None), "prior_weight": (0.0, None),
+              "hyper_prior_std": (0.0, None), "posterior_logvar": (None, None)}
+
+    @classmethod
+    def check(cls, options):
+        if options["hyper_prior_std"] <= 0:
+            raise ValueError(f"hyper_prior_std must be above 0, not {options['hyper_prior_std']:g}")
 
     def prior(self, model, batch):
         a = backbone_side_info(model, batch, exclude=(features.ITEM_ID,))

@@ -1,0 +1,130 @@
+"""`coldstart run` and `coldstart compile`: one set of arguments, one validation, the same
+pipeline; wrong method options stop both before any work."""
+import contextlib
+import io
+import json
+import os
+
+import tensorflow as tf
+from tfx import v1 as tfx
+
+from pipeline import cli
+from tests.test_pipeline_e2e import write_log
+
+FLAGS = ["--dataset", "ml-1m", "--N", "100", "--K", "10", "--backbone", "deepfm,dcn",
+         "--methods", "base,csdm,csdm/code", "--set", "csdm.T=50", "--set", "csdm.stride=5",
+         "--set", "csdm.train_denoiser=False", "--set", "csdm.diff_coef=2",
+         "--set", "csdm/code.forward_coef=sqrt_c", "--runs", "2", "--seed", "3",
+         "--batch-size", "64", "--pretrain-epochs", "2", "--optimizer", "keras_adam",
+         "--frozen-mode", "inference", "--tfma-seeds", "2", "--max-bad-fraction", "0.01",
+         "--beam-preset", "direct-mp", "--beam-arg=--direct_num_workers=2"]
+
+
+def compile_json(tfx_pipeline, path):
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image="img:1"),
+        output_dir=os.path.dirname(path), output_filename=os.path.basename(path))
+    runner.run(tfx_pipeline, write_out=True)
+    with open(path) as f:
+        spec = json.load(f)
+    return spec.get("pipelineSpec", spec)
+
+
+def task_parameters(spec):
+    """{task: {parameter: constant}} of a compiled KubeflowV2 pipeline."""
+    return {name: {key: next(iter(value["runtimeValue"]["constantValue"].values()))
+                   for key, value in task.get("inputs", {}).get("parameters", {}).items()}
+            for name, task in spec["root"]["dag"]["tasks"].items()}
+
+
+class CompileMatchesRunTest(tf.test.TestCase):
+
+    def test_compiled_parameters_equal_the_local_runs(self):
+        root = self.create_tempdir().full_path
+        write_log(root)
+        out = os.path.join(root, "out")
+        local = cli.local_pipeline(cli.parser().parse_args(
+            ["run", *FLAGS, "--data-dir", root, "--output", out]))
+        compiled_file = os.path.join(root, "compiled.json")
+        self.assertEqual(cli.main(["compile", *FLAGS, "--data-root", root, "--pipeline-root",
+                                   "gs://b/runs", "--image", "img:1", "--output", compiled_file]), 0)
+        with open(compiled_file) as f:
+            compiled = json.load(f)
+        compiled = compiled.get("pipelineSpec", compiled)
+        run_spec = compile_json(local, os.path.join(root, "local.json"))
+        run_params, compiled_params = task_parameters(run_spec), task_parameters(compiled)
+
+        # Only where the schema lives differs: the image's copy against the run's own.
+        self.assertEqual(compiled_params["ImportSchemaGen"].pop("schema_file"),
+                         cli.IMAGE_SCHEMA.format("ml-1m"))
+        self.assertTrue(run_params["ImportSchemaGen"].pop("schema_file").startswith(out))
+        self.assertEqual(run_params, compiled_params)
+        self.assertEqual(run_spec["deploymentSpec"], compiled["deploymentSpec"])  # Beam arguments
+
+        # And they are the flags' values, typed.
+        warmup = compiled_params["WarmupEvaluate.dcn"]
+        self.assertEqual(json.loads(warmup["method_options"]),
+                         {"csdm": {"T": 50, "stride": 5, "train_denoiser": False, "diff_coef": 2.0},
+                          "csdm/code": {"forward_coef": "sqrt_c"}})
+        self.assertEqual((warmup["methods"], warmup["prediction_seeds"]),
+                         ("base,csdm,csdm/code", "2"))
+        custom = json.loads(compiled_params["Trainer.deepfm"]["custom_config"])
+        self.assertEqual((custom["backbone"], custom["seeds"], custom["train"]),
+                         ("deepfm", [3, 4], {"batch_size": 64, "pretrain_epochs": 2,
+                                             "optimizer": "keras_adam", "frozen_mode": "inference"}))
+        self.assertEqual(compiled_params["QuarantineGate"]["max_bad_fraction"], 0.01)
+        self.assertEqual((compiled_params["ItemSplitGen"]["protocol"],
+                          json.loads(compiled_params["ItemSplitGen"]["params"])),
+                         ("item_frequency", {"N": 100, "K": 10}))
+        self.assertIn("Evaluator.dcn", compiled_params)  # --tfma-seeds 2
+        args = compiled["deploymentSpec"]["executors"]["ClickLogExampleGen_executor"]["container"]
+        self.assertEqual(args["args"][-2:], ["--direct_running_mode=multi_processing",
+                                             "--direct_num_workers=2"])
+
+    def test_compile_validates_as_run_does(self):
+        out = self.create_tempdir().full_path
+        for extra, message in (
+                (["--set", "csdm.T=1e2"], "--set csdm.T=1e2: T takes an integer, not '1e2'"),
+                (["--backbone", "nope"], "unknown backbone 'nope'"),
+                (["--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+                (["--max-bad-fraction", "2"], "--max-bad-fraction must be in [0, 1]"),
+                (["--beam-preset", "dataflow"], "--beam-preset dataflow needs")):
+            for command in (["run", "--data-dir", out], ["compile", "--data-root", "gs://b/d",
+                                                         "--pipeline-root", "gs://b/r",
+                                                         "--image", "img"]):
+                with self.subTest(command=command[0], extra=extra):
+                    stderr = io.StringIO()
+                    with contextlib.redirect_stderr(stderr):
+                        code = cli.main([*command, "--dataset", "ml-1m", "--methods", "base,csdm",
+                                         *extra, "--output", os.path.join(out, "x")])
+                    self.assertEqual(code, 2)
+                    self.assertTrue(stderr.getvalue().startswith(f"coldstart: error: {message}"),
+                                    stderr.getvalue())
+        self.assertEqual(os.listdir(out), [])
+
+
+class MethodOptionErrorsTest(tf.test.TestCase):
+
+    def test_wrong_option_is_one_line_exit_2_before_any_work(self):
+        data = self.create_tempdir().full_path  # no input files: reading them would fail too
+        out = os.path.join(self.create_tempdir().full_path, "out")
+        for item, message in (
+                ("csdm.T=1e2", "--set csdm.T=1e2: T takes an integer, not '1e2'"),
+                ("csdm.forward_coef=sqrt", "--set csdm.forward_coef=sqrt: forward_coef must be c "
+                                           "or sqrt_c, not 'sqrt'"),
+                ("csdm.beta_end=2", "--set csdm.beta_end=2: beta_end must be between 0 and 1, "
+                                    "not 2"),
+                ("csdm.train_denoiser=no", "--set csdm.train_denoiser=no: train_denoiser takes "
+                                           "true or false, not 'no'"),
+                ("csdm.itres=2", "--set csdm.itres=2: csdm: unknown options ['itres']"),
+                ("cvar.iters=2", "--set cvar.iters=2: 'cvar' is not in --methods base,csdm")):
+            with self.subTest(item=item):
+                stderr = io.StringIO()
+                with contextlib.redirect_stderr(stderr):
+                    code = cli.main(["run", "--dataset", "ml-1m", "--data-dir", data, "--methods",
+                                     "base,csdm", "--set", item, "--output", out])
+                self.assertEqual(code, 2)
+                lines = stderr.getvalue().splitlines()
+                self.assertLen(lines, 1)
+                self.assertTrue(lines[0].startswith(f"coldstart: error: {message}"), lines[0])
+                self.assertFalse(os.path.exists(out))
