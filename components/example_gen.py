@@ -3,7 +3,9 @@ gate that stops the run when too much of the input was bad.
 
 ClickLogExampleGen writes the examples (split `all`) and a Quarantine artifact:
 `bad_rows-*.jsonl` (one JSON record per bad row: file, line, reason, detail, raw) and
-`quarantine.json` (counts). QuarantineGate fails the run when the quarantined fraction of the
+`quarantine.json` (counts: rows, examples, quarantined by reason, and what was read but counted
+rather than quarantined: repeated files, duplicate rows and side-table keys, unmatched joins;
+see `log_reader.ReadClickLog`). QuarantineGate fails the run when the quarantined fraction of the
 rows exceeds `max_bad_fraction`, naming the count and the path; being a separate step, it leaves
 the published Quarantine artifact in place for inspection.
 """
@@ -80,7 +82,8 @@ def ClickLogExampleGen(
     examples.split_names = artifact_utils.encode_split_names(["all"])
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     result = read_stats(quarantine.uri)
-    for key in ("rows", "examples", "negatives", "quarantined"):
+    for key in ("rows", "examples", "negatives", "quarantined", "duplicate_files",
+                "duplicate_rows", "dropped_duplicates", "identical_side_rows"):
         quarantine.set_int_custom_property(key, int(result[key]))
 
 

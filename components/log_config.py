@@ -17,12 +17,20 @@ a key, and a list of fields. Every built-in data set is such a config
     label: {column: clicked, positive: ["1"], negative: ["0"]}   # or {column: r, threshold: 4, range: [1, 5]}
     side_info: [item_id, tags, count]    # default: every item field, then count
     split: {N: 200, K: 20}
+    dedupe: true                         # drop (true) or keep (false) exact duplicate log rows
 
-`user_id`, `item_id` and `timestamp` are required field names. A row that cannot be parsed raises
+`user_id`, `item_id` and `timestamp` are required field names. Every key is checked when the
+config is read: booleans must be true/false, enumerated keys one of their values, names and
+label values strings (YAML reads the label values and the names as written: `positive: [yes]` is
+the string "yes"). `negative: other` makes every value that is not positive a 0; otherwise a
+value in neither list is a bad row. A timestamp outside `range` (default 1990-01-01 .. now + 1
+day; not for line-number or position times) is a bad row. A row that cannot be parsed raises
 `BadRow` with one of REASONS; the reader quarantines it with its file and line number.
 """
 import calendar
+import codecs
 import dataclasses
+import datetime
 import math
 import re
 import time
@@ -32,10 +40,14 @@ FORMATS = ("csv", "tsv", "delimited", "parquet", "tfrecord", "sequences", "json_
 FIELD_TYPES = ("categorical", "multi", "text", "numeric", "timestamp")
 ROLES = ("user", "item", "context")
 REASONS = ("bad_encoding", "field_count", "empty_id", "bad_number", "bad_timestamp",
-           "bad_label", "unknown_key")
+           "implausible_timestamp", "missing_value", "bad_label", "unknown_key", "duplicate_key")
 REQUIRED_FIELDS = ("user_id", "item_id", "timestamp")
 SAMPLING = ("popularity", "uniform", "matched")  # how implicit logs' negative items are drawn
 LINE_COLUMN = "_line"  # pseudo-column: the row's line number in its file (for logs without time)
+POSITION_COLUMN = "position"  # pseudo-column of `sequences` logs: the item's place in the line
+OTHER = "other"  # `negative: other`: every value that is not positive is a negative
+TIME_FROM = "1990-01-01"  # default plausible range of a timestamp field: from this date ...
+TIME_SLACK = 86400  # ... to now + one day (seconds)
 _WORD = re.compile(r"\w+")
 
 
@@ -63,6 +75,7 @@ class TableSpec:
     key: str = ""  # joins only: the table's key column
     log_key: str = ""  # joins only: the log column looked up
     required: bool = True  # joins only: a log row whose key is absent is quarantined
+    header_names: Tuple[str, ...] = ()  # set by the reader: the header line's names, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +89,9 @@ class FieldSpec:
     extract: str = ""  # regex; the value becomes its first group ("" when it does not match)
     strip: str = ""  # regex; matches are removed from the value
     format: str = "unix"  # timestamp: unix seconds, or a strptime format (UTC)
-    default: Optional[float] = None  # numeric: value of an empty cell (else the row is bad)
+    default: Any = None  # numeric: value of an empty or null cell; categorical: of a null cell
     required: bool = False  # categorical: an empty value makes the row bad
+    range: Tuple[int, ...] = ()  # timestamp: plausible [from, to] (unix); () = TIME_FROM .. now+1d
 
     @property
     def seq_len(self) -> int:
@@ -88,7 +102,8 @@ class FieldSpec:
 class LabelSpec:
     column: str = ""
     positive: Tuple[str, ...] = ()  # categorical rule: these values are 1 ...
-    negative: Tuple[str, ...] = ()  # ... these 0, anything else is a bad row
+    negative: Tuple[str, ...] = ()  # ... these 0, anything else is a bad row ...
+    other_negative: bool = False  # ... unless `negative: other`: anything else is 0
     threshold: Optional[float] = None  # numeric rule: value >= threshold is 1
     range: Tuple[float, ...] = ()  # numeric rule: [lo, hi] of valid values
     implicit: bool = False  # every row is a positive; negatives are sampled
@@ -107,6 +122,7 @@ class DatasetConfig:
     negatives_per_positive: int = 0  # implicit logs: sampled non-interacted items per positive
     negative_seed: int = 0
     negative_sampling: str = "popularity"  # or "uniform", or "matched" (see log_reader)
+    dedupe: bool = True  # exact duplicate log rows: dropped (True) or kept (False); counted
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
@@ -118,60 +134,199 @@ class DatasetConfig:
         return dataclasses.asdict(self)
 
 
+def _check(where: str, key: str, value: Any, kind: str) -> Any:
+    """`value` of config key `key` if it is of `kind` (bool, int, number, str, strings); else
+    a ConfigError saying what was expected (YAML reads yes/no/on/off as booleans, 01 as 1)."""
+    ok = {"bool": isinstance(value, bool),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+          "str": isinstance(value, str),
+          "strings": isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)}
+    if not ok[kind]:
+        expected = {"bool": "true or false", "int": "an integer", "number": "a number",
+                    "str": "a string (quote it)", "strings": "a list of strings"}[kind]
+        raise ConfigError(f"{where}: `{key}` must be {expected}, not {value!r}")
+    return value
+
+
+def _get(raw: Dict[str, Any], key: str, default: Any, kind: str, where: str) -> Any:
+    return _check(where, key, raw[key], kind) if key in raw else default
+
+
+def _choice(raw: Dict[str, Any], key: str, default: str, choices, where: str) -> str:
+    value = _get(raw, key, default, "str", where)
+    if value not in choices:
+        raise ConfigError(f"{where}: {key} {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def _table(raw: Dict[str, Any], where: str, join: bool) -> TableSpec:
-    allowed = {f.name for f in dataclasses.fields(TableSpec)}
+    allowed = {f.name for f in dataclasses.fields(TableSpec)} - {"header_names"}
     _no_unknown(raw, allowed, where)
     files = raw.get("files")
     if isinstance(files, str):
         files = [files]
     if not files:
         raise ConfigError(f"{where}: `files` (glob patterns) is required")
-    fmt = raw.get("format", "csv")
-    if fmt not in FORMATS:
-        raise ConfigError(f"{where}: format {fmt!r} is not one of {', '.join(FORMATS)}")
-    sep = raw.get("sep", {"tsv": "\t", "sequences": " "}.get(fmt, ","))
+    _check(where, "files", files, "strings")
+    fmt = _choice(raw, "format", "csv", FORMATS, where)
+    sep = _get(raw, "sep", {"tsv": "\t", "sequences": " "}.get(fmt, ","), "str", where)
+    if not sep:
+        raise ConfigError(f"{where}: `sep` must not be empty")
     if fmt == "csv" and len(sep) != 1:
         raise ConfigError(f"{where}: csv needs a one-character sep; use format: delimited for {sep!r}")
+    encoding = _get(raw, "encoding", "utf-8", "str", where)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(f"{where}: unknown encoding {encoding!r}") from None
+    columns = _get(raw, "columns", [], "strings", where)
+    if len(set(columns)) != len(columns):
+        raise ConfigError(f"{where}: `columns` names a column twice: {list(columns)}")
     spec = TableSpec(files=tuple(files), format=fmt, sep=sep,
-                     header=bool(raw.get("header", fmt in ("csv", "tsv", "delimited"))),
-                     columns=tuple(raw.get("columns", ())), encoding=raw.get("encoding", "utf-8"),
-                     key=raw.get("key", ""), log_key=raw.get("log_key", ""),
-                     required=bool(raw.get("required", True)))
+                     header=_get(raw, "header", fmt in ("csv", "tsv", "delimited"), "bool", where),
+                     columns=tuple(columns), encoding=encoding,
+                     key=_get(raw, "key", "", "str", where),
+                     log_key=_get(raw, "log_key", "", "str", where),
+                     required=_get(raw, "required", True, "bool", where))
     if fmt in ("sequences", "json_map") and len(spec.columns) != 2:
         raise ConfigError(f"{where}: format {fmt} needs `columns: [key, value]`")
     if join and not (spec.key and spec.log_key):
         raise ConfigError(f"{where}: a join needs `key` (its column) and `log_key` (the log column)")
+    if not join and ("key" in raw or "log_key" in raw or "required" in raw):
+        raise ConfigError(f"{where}: `key`, `log_key` and `required` are for joins only")
     if not spec.header and not spec.columns and fmt not in ("parquet", "tfrecord"):
         raise ConfigError(f"{where}: without a header line, `columns` must name the columns")
     return spec
 
 
 def _no_unknown(raw: Dict[str, Any], allowed, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, not {raw!r}")
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
+def _unix_time(value: Any, where: str) -> int:
+    """A config time: unix seconds, or a "YYYY-MM-DD[ HH:MM:SS]" date (UTC)."""
+    if isinstance(value, (datetime.date, datetime.datetime)):  # YAML reads unquoted dates
+        value = value.isoformat()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        for fmt in ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+            try:
+                return calendar.timegm(time.strptime(value, fmt))
+            except ValueError:
+                pass
+    raise ConfigError(f"{where}: {value!r} is neither unix seconds nor a YYYY-MM-DD date")
+
+
+def _field(f: Dict[str, Any], i: int) -> FieldSpec:
+    where = f"fields[{i}]"
+    _no_unknown(f, {x.name for x in dataclasses.fields(FieldSpec)}, where)
+    if "name" not in f:
+        raise ConfigError(f"{where}: `name` is required")
+    name = _check(where, "name", f["name"], "str")
+    where = f"field {name}"
+    kind = _choice(f, "type", "categorical", FIELD_TYPES, where)
+    values = {"name": name, "type": kind, "role": _choice(f, "role", "context", ROLES, where),
+              "column": _get(f, "column", name, "str", where),
+              "max_len": _get(f, "max_len", 0, "int", where),
+              "required": _get(f, "required", False, "bool", where)}
+    for key in ("sep", "extract", "strip", "format"):
+        if key in f:
+            values[key] = _check(where, key, f[key], "str")
+    for key in ("extract", "strip"):
+        try:
+            pattern = re.compile(values.get(key, ""))
+        except re.error as err:
+            raise ConfigError(f"{where}: `{key}` is not a valid regex: {err}") from None
+        if key == "extract" and values.get(key) and pattern.groups < 1:
+            raise ConfigError(f"{where}: `extract` needs a group, e.g. '(\\d{{4}})'")
+    if values["max_len"] < 0:
+        raise ConfigError(f"{where}: `max_len` must be >= 0")
+    if "default" in f:
+        if kind not in ("numeric", "categorical"):
+            raise ConfigError(f"{where}: `default` is for numeric and categorical fields only")
+        values["default"] = _check(where, "default", f["default"],
+                                   "number" if kind == "numeric" else "str")
+    if kind != "timestamp" and ("format" in f or "range" in f):
+        raise ConfigError(f"{where}: `format` and `range` are for timestamp fields only")
+    if "range" in f:
+        bounds = f["range"]
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            raise ConfigError(f"{where}: `range` must be [from, to] (dates or unix seconds)")
+        bounds = tuple(_unix_time(b, f"{where}: range") for b in bounds)
+        if bounds[0] >= bounds[1]:
+            raise ConfigError(f"{where}: `range` must go from an earlier to a later time")
+        values["range"] = bounds
+    return FieldSpec(**values)
+
+
+def _label(raw: Any) -> LabelSpec:
+    _no_unknown(raw, {"column", "positive", "negative", "threshold", "range", "implicit"}, "label")
+
+    def values(key):
+        value = raw.get(key, [])
+        value = [value] if not isinstance(value, (list, tuple)) else value
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (str, int)):
+                written = str(v).lower() if isinstance(v, bool) else v
+                raise ConfigError(f"label: {key} value {v!r} is not a string: quote it "
+                                  f"(e.g. {key}: [\"{written}\"], as written in the file)")
+        return tuple(str(v) for v in value)
+
+    other = raw.get("negative") == OTHER  # the scalar `other`; [other] is the value "other"
+    label = LabelSpec(column=_get(raw, "column", "", "str", "label"), positive=values("positive"),
+                      negative=() if other else values("negative"), other_negative=other,
+                      threshold=_get(raw, "threshold", None, "number", "label"),
+                      range=tuple(raw["range"]) if isinstance(raw.get("range"), (list, tuple))
+                      else (raw["range"],) if "range" in raw else (),
+                      implicit=_get(raw, "implicit", False, "bool", "label"))
+    rules = [bool(label.positive), label.threshold is not None, label.implicit]
+    if sum(rules) != 1:
+        raise ConfigError("label: give exactly one rule: `positive` (+ `negative`) values, "
+                          "a numeric `threshold`, or `implicit: true`")
+    if "negative" in raw and not label.positive:
+        raise ConfigError("label: `negative` goes with `positive`")
+    if label.positive and not (label.negative or label.other_negative):
+        raise ConfigError("label: with `positive`, list the `negative` values, or say "
+                          "`negative: other` to make every other value a 0")
+    both = sorted(set(label.positive) & set(label.negative))
+    if both:
+        raise ConfigError(f"label: {both} are both positive and negative")
+    if "range" in raw:
+        if label.threshold is None:
+            raise ConfigError("label: `range` goes with `threshold`")
+        numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in label.range)
+        if len(label.range) != 2 or not numbers or label.range[0] > label.range[1]:
+            raise ConfigError(f"label: `range` must be [low, high] numbers, not {raw['range']!r}")
+    if not label.implicit and not label.column:
+        raise ConfigError("label: `column` is required")
+    if label.implicit and label.column:
+        raise ConfigError("label: an implicit log has no label `column`")
+    return label
+
+
 def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
     """Validates a config (as loaded from YAML) and returns it; raises ConfigError saying why."""
     _no_unknown(raw, ("name", "log", "joins", "fields", "label", "side_info", "split",
-                      "negatives"), "config")
+                      "negatives", "dedupe"), "config")
     for key in ("name", "log", "fields", "label"):
         if key not in raw:
             raise ConfigError(f"config: `{key}` is required")
     log = _table(raw["log"], "log", join=False)
-    joins = tuple(_table(j, f"joins[{i}]", join=True) for i, j in enumerate(raw.get("joins", [])))
-    allowed = {f.name for f in dataclasses.fields(FieldSpec)}
+    joins = raw.get("joins", [])
+    if not isinstance(joins, list):
+        raise ConfigError("config: `joins` must be a list of tables")
+    joins = tuple(_table(j, f"joins[{i}]", join=True) for i, j in enumerate(joins))
+    if not isinstance(raw["fields"], list):
+        raise ConfigError("config: `fields` must be a list")
     fields = []
     for i, f in enumerate(raw["fields"]):
-        _no_unknown(f, allowed, f"fields[{i}]")
-        if "name" not in f:
-            raise ConfigError(f"fields[{i}]: `name` is required")
-        spec = FieldSpec(**{"column": f["name"], **f})
-        if spec.type not in FIELD_TYPES:
-            raise ConfigError(f"field {spec.name}: type {spec.type!r} is not one of {FIELD_TYPES}")
-        if spec.role not in ROLES:
-            raise ConfigError(f"field {spec.name}: role {spec.role!r} is not one of {ROLES}")
+        spec = _field(f, i)
         if spec.name in ("user_id", "item_id"):
             spec = dataclasses.replace(spec, type="categorical", required=True,
                                        role=spec.name.split("_")[0])
@@ -187,35 +342,64 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
     for reserved in ("label", "count"):
         if reserved in names:
             raise ConfigError(f"fields: {reserved!r} is reserved (the label / the item's count)")
-    label_raw = dict(raw["label"])
-    _no_unknown(label_raw, {f.name for f in dataclasses.fields(LabelSpec)}, "label")
-    label = LabelSpec(**{k: tuple(str(x) for x in v) if k in ("positive", "negative") else
-                         tuple(v) if k == "range" else v for k, v in label_raw.items()})
-    rules = [bool(label.positive), label.threshold is not None, label.implicit]
-    if sum(rules) != 1:
-        raise ConfigError("label: give exactly one rule: `positive` (+ `negative`) values, "
-                          "a numeric `threshold`, or `implicit: true`")
-    if not label.implicit and not label.column:
-        raise ConfigError("label: `column` is required")
+    label = _label(raw["label"])
     negatives = raw.get("negatives", {})
     _no_unknown(negatives, ("per_positive", "seed", "sampling"), "negatives")
-    if negatives.get("sampling", "popularity") not in SAMPLING:
-        raise ConfigError(f"negatives: sampling must be one of {SAMPLING}")
-    if label.implicit and not negatives.get("per_positive"):
-        raise ConfigError("label: an implicit log needs `negatives: {per_positive: n}`")
+    sampling = _choice(negatives, "sampling", "popularity", SAMPLING, "negatives")
+    per_positive = _get(negatives, "per_positive", 0, "int", "negatives")
+    if label.implicit and per_positive < 1:
+        raise ConfigError("label: an implicit log needs `negatives: {per_positive: n}` (n >= 1)")
+    if _get(negatives, "seed", 0, "int", "negatives") < 0:
+        raise ConfigError("negatives: `seed` must be >= 0")
+    if negatives and not label.implicit:
+        raise ConfigError("negatives: sampled negatives are for `label: {implicit: true}` only")
     split = raw.get("split", {})
     _no_unknown(split, ("N", "K"), "split")
     item_fields = [f.name for f in fields if f.role == "item"]
-    side_info = tuple(raw.get("side_info") or [*item_fields, "count"])
-    for name in side_info:
+    side_info = raw.get("side_info") or [*item_fields, "count"]
+    for name in _check("config", "side_info", side_info, "strings"):
         if name != "count" and name not in item_fields:
             raise ConfigError(f"side_info: {name!r} is not a field with role item")
-    return DatasetConfig(name=str(raw["name"]), log=log, fields=tuple(fields), label=label,
-                         joins=joins, side_info=side_info, N=int(split.get("N", 200)),
-                         K=int(split.get("K", 20)),
-                         negatives_per_positive=int(negatives.get("per_positive", 0)),
-                         negative_seed=int(negatives.get("seed", 0)),
-                         negative_sampling=negatives.get("sampling", "popularity"))
+    return DatasetConfig(name=_check("config", "name", raw["name"], "str"), log=log,
+                         fields=tuple(fields), label=label, joins=joins,
+                         side_info=tuple(side_info), N=_get(split, "N", 200, "int", "split"),
+                         K=_get(split, "K", 20, "int", "split"),
+                         negatives_per_positive=per_positive,
+                         negative_seed=_get(negatives, "seed", 0, "int", "negatives"),
+                         negative_sampling=sampling,
+                         dedupe=_get(raw, "dedupe", True, "bool", "config"))
+
+
+# Config keys whose values are names or values as written in the files: YAML must not turn
+# `yes` into True or `01` into 1 there (path from the top; "*" = every list item).
+_AS_WRITTEN = [("name",), ("side_info", "*"), ("label", "column"), ("label", "positive"),
+               ("label", "positive", "*"), ("label", "negative"), ("label", "negative", "*"),
+               *[(*table, key) for table in (("log",), ("joins", "*"))
+                 for key in ("key", "log_key", "sep", "encoding")],
+               *[(*table, key, "*") for table in (("log",), ("joins", "*"))
+                 for key in ("files", "columns")],
+               *[("fields", "*", key) for key in ("name", "column", "sep", "extract", "strip",
+                                                   "format")]]
+
+
+def _keep_as_written(node, path=()) -> None:
+    """Retags the plain scalars at _AS_WRITTEN paths of a composed YAML node as strings; a key
+    given twice in one mapping is an error."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    if isinstance(node, yaml.ScalarNode):
+        if path in _AS_WRITTEN and node.value != "":  # `key:` alone stays null
+            node.tag = "tag:yaml.org,2002:str"
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _keep_as_written(item, (*path, "*"))
+    elif isinstance(node, yaml.MappingNode):
+        keys = [key.value for key, _ in node.value]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:  # YAML would keep the last one silently
+            raise ConfigError(f"{'.'.join(path) or 'config'}: key(s) {twice} given twice "
+                              f"(line {node.start_mark.line + 1})")
+        for key, value in node.value:
+            _keep_as_written(value, (*path, key.value))
 
 
 def load(path: str) -> DatasetConfig:
@@ -223,9 +407,18 @@ def load(path: str) -> DatasetConfig:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     with tf.io.gfile.GFile(path) as f:
         try:
-            raw = yaml.safe_load(f)
+            loader = yaml.SafeLoader(f.read())
+            try:
+                node = loader.get_single_node()
+                if node is not None:
+                    _keep_as_written(node)
+                raw = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
@@ -238,10 +431,13 @@ def from_json(text: str) -> DatasetConfig:
     """Inverse of `dataclasses.asdict` + json (how components receive the config)."""
     import json  # pylint: disable=import-outside-toplevel
     raw = json.loads(text)
-    tables = lambda t: TableSpec(**{**t, "files": tuple(t["files"]), "columns": tuple(t["columns"])})  # noqa: E731
+    tables = lambda t: TableSpec(**{  # noqa: E731
+        **t, "files": tuple(t["files"]), "columns": tuple(t["columns"]),
+        "header_names": tuple(t.get("header_names", ()))})
     return DatasetConfig(**{
         **raw, "log": tables(raw["log"]), "joins": tuple(tables(j) for j in raw["joins"]),
-        "fields": tuple(FieldSpec(**f) for f in raw["fields"]),
+        "fields": tuple(FieldSpec(**{**f, "range": tuple(f.get("range", ()))})
+                        for f in raw["fields"]),
         "label": LabelSpec(**{**raw["label"], "positive": tuple(raw["label"]["positive"]),
                               "negative": tuple(raw["label"]["negative"]),
                               "range": tuple(raw["label"]["range"])}),
@@ -305,6 +501,8 @@ def _number(value: Any, field: FieldSpec) -> float:
 
 
 def _timestamp(value: Any, field: FieldSpec) -> int:
+    if isinstance(value, datetime.datetime):  # a Parquet timestamp column (naive = UTC)
+        return calendar.timegm(value.utctimetuple())
     text = str(value).strip()
     if field.format == "unix":
         return int(_finite(text, field.name, "bad_timestamp", "a unix time"))
@@ -326,14 +524,30 @@ def _text(value: Any, field: FieldSpec) -> str:
 
 
 def parse_field(value: Any, field: FieldSpec):
-    """A cell -> str (categorical), [str] (multi, text), float (numeric) or int (timestamp)."""
+    """A cell -> str (categorical), [str] (multi, text), float (numeric) or int (timestamp).
+
+    None is a missing cell (a Parquet null, a feature absent from a TFRecord): no tokens for
+    multi/text, the field's `default` if it has one, else a bad row (`missing_value`, or
+    `empty_id` for the ids); it is never the category ""."""
+    if field.type == "multi":
+        if value is None:
+            return []
+        tokens = value if isinstance(value, (list, tuple)) else _text(value, field).split(field.sep)
+        return [str(t).strip() for t in tokens if str(t).strip()]
+    if field.type == "text" and value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        raise BadRow("field_count", f"{field.name} has {len(value)} values, expected one")
+    if value is None:
+        if field.required:
+            raise BadRow("empty_id", f"{field.name} is missing (null)")
+        if field.default is None or field.type == "timestamp":
+            raise BadRow("missing_value", f"{field.name} is missing (null) and has no default")
+        return float(field.default) if field.type == "numeric" else field.default
     if field.type == "numeric":
         return _number(value, field)
     if field.type == "timestamp":
         return _timestamp(value, field)
-    if field.type == "multi":
-        tokens = value if isinstance(value, (list, tuple)) else _text(value, field).split(field.sep)
-        return [str(t).strip() for t in tokens if str(t).strip()]
     if field.type == "text":
         return _WORD.findall(_text(value, field))
     text = _text(value, field)
@@ -342,14 +556,36 @@ def parse_field(value: Any, field: FieldSpec):
     return text
 
 
+def is_position_time(config: DatasetConfig) -> bool:
+    """Whether the timestamp is a line number or a sequence position (no plausible range)."""
+    column = config.field("timestamp").column
+    return column == LINE_COLUMN or (config.log.format == "sequences" and column == POSITION_COLUMN)
+
+
+def timestamp_range(config: DatasetConfig,
+                    now: Optional[float] = None) -> Optional[Tuple[int, int]]:
+    """[from, to] of plausible times: the field's `range`, else TIME_FROM .. now + one day;
+    None for line-number and position times."""
+    if is_position_time(config):
+        return None
+    field = config.field("timestamp")
+    if field.range:
+        return field.range[0], field.range[1]
+    now = time.time() if now is None else now
+    return calendar.timegm(time.strptime(TIME_FROM, "%Y-%m-%d")), int(now) + TIME_SLACK
+
+
 def parse_label(row: Dict[str, Any], label: LabelSpec) -> int:
     if label.implicit:
         return 1
-    value = str(row[label.column]).strip()
+    value = row.get(label.column)
+    if value is None:
+        raise BadRow("bad_label", f"{label.column} is missing (null)")
+    value = str(value).strip()
     if label.positive:
         if value in label.positive:
             return 1
-        if not label.negative or value in label.negative:
+        if label.other_negative or value in label.negative:
             return 0
         raise BadRow("bad_label", f"{label.column}={value[:40]!r} is not one of "
                                   f"{[*label.positive, *label.negative]}")
@@ -357,24 +593,37 @@ def parse_label(row: Dict[str, Any], label: LabelSpec) -> int:
         number = float(value)
     except ValueError:
         raise BadRow("bad_label", f"{label.column} is not a number: {value[:40]!r}") from None
+    if not math.isfinite(number):
+        raise BadRow("bad_label", f"{label.column} is not finite: {value[:40]!r}")
     if label.range and not label.range[0] <= number <= label.range[1]:
         raise BadRow("bad_label", f"{label.column}={value} outside {list(label.range)}")
     return int(number >= label.threshold)
 
 
-def parse_row(row: Dict[str, Any], config: DatasetConfig) -> Dict[str, Any]:
-    """A joined row {column: cell} -> example features {field name: value, label: 0/1}."""
-    out = {f.name: parse_field(row[f.column], f) for f in config.fields}
+def parse_row(row: Dict[str, Any], config: DatasetConfig,
+              time_range: Optional[Tuple[int, int]] = ()) -> Dict[str, Any]:
+    """A joined row {column: cell} -> example features {field name: value, label: 0/1}.
+
+    `time_range`: plausible [from, to] of the timestamp (default: `timestamp_range(config)`;
+    None: no check). A column absent from the row is a missing cell."""
+    out = {f.name: parse_field(row.get(f.column), f) for f in config.fields}
     out["label"] = parse_label(row, config.label)
+    time_range = timestamp_range(config) if time_range == () else time_range
+    if time_range and not time_range[0] <= out["timestamp"] <= time_range[1]:
+        when = lambda t: time.strftime("%Y-%m-%d", time.gmtime(t))  # noqa: E731
+        raise BadRow("implausible_timestamp",
+                     f"timestamp {out['timestamp']} ({when(out['timestamp'])}) is outside "
+                     f"{when(time_range[0])} .. {when(time_range[1])} (field `range`)")
     return out
 
 
 def join(row: Dict[str, Any], tables: Sequence[Dict[str, Dict[str, Any]]],
-         config: DatasetConfig) -> Dict[str, Any]:
-    """Adds the side tables' columns to a log row (absent optional keys give empty cells)."""
+         config: DatasetConfig, unmatched: Optional[List[int]] = None) -> Dict[str, Any]:
+    """Adds the side tables' columns to a log row. An absent optional key gives empty cells (as
+    the reference code does), and its join's index is appended to `unmatched` (to be counted)."""
     joined = dict(row)
-    for spec, table in zip(config.joins, tables):
-        key = str(row[spec.log_key]).strip()
+    for index, (spec, table) in enumerate(zip(config.joins, tables)):
+        key = "" if row.get(spec.log_key) is None else str(row[spec.log_key]).strip()
         if not key and spec.required:
             raise BadRow("empty_id", f"{spec.log_key} is empty")
         side = table.get(key)
@@ -382,6 +631,8 @@ def join(row: Dict[str, Any], tables: Sequence[Dict[str, Dict[str, Any]]],
             if spec.required:
                 raise BadRow("unknown_key", f"{spec.log_key}={key[:40]!r} is not in {spec.files[0]}")
             side = {}
+            if unmatched is not None:
+                unmatched.append(index)
         for column in spec.columns:  # known: the reader resolves every table's columns first
             if column != spec.key:
                 joined.setdefault(column, side.get(column, ""))

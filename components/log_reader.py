@@ -1,14 +1,16 @@
 """Beam reading of a click log described by a `log_config.DatasetConfig`, with quarantine.
 
-Every input row ends as exactly one of: an example, or a quarantine record
-{"file", "line", "reason", "detail", "raw"}. Files are read whole by one worker each, which
-is what gives every row its line number; a large log scales out by being sharded into files.
+Every input row ends as exactly one of: an example, a quarantine record
+{"file", "line", "reason", "detail", "raw"}, or a counted exact duplicate (`dedupe: true`).
+Files are read whole by one worker each, which is what gives every row its line number; a
+large log scales out by being sharded into files.
 """
 import dataclasses
+import hashlib
 import json
 import os
 import zlib
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -16,24 +18,32 @@ import numpy as np
 import tensorflow as tf
 
 from components import example_io
-from components.log_config import (LINE_COLUMN, BadRow, ConfigError, DatasetConfig, TableSpec,
-                                   decode, join, parse_row, referenced_columns, split_line)
+from components.log_config import (LINE_COLUMN, POSITION_COLUMN, BadRow, ConfigError,
+                                   DatasetConfig, TableSpec, decode, join, parse_row,
+                                   referenced_columns, split_line, timestamp_range)
 
 RAW_CHARS = 500  # characters of a bad line kept in the quarantine
 
 
 # ----------------------------------------------------------------------------- before any work
 
-def table_files(input_base: str, spec: TableSpec) -> List[str]:
-    files = []
+def matched_files(input_base: str, spec: TableSpec) -> Tuple[List[str], List[str]]:
+    """(files of the table, each once; files left out as repeats): a file matched by two of the
+    patterns is read once, and `x.gz` beside `x` (e.g. ratings.dat[.gz]) is the same table."""
+    files, repeats = [], []
     for pattern in spec.files:
         full = pattern if "://" in pattern or os.path.isabs(pattern) else os.path.join(input_base, pattern)
         matched = sorted(tf.io.gfile.glob(full))
         if not matched:
             raise FileNotFoundError(f"no input file matches {full!r}")
-        files += matched
-    # `x` and `x.gz` are the same table (e.g. ratings.dat[.gz]): read the uncompressed one.
-    return [f for f in files if not (f.endswith(".gz") and f[:-3] in files)]
+        for path in matched:
+            (repeats if path in files else files).append(path)
+    gz_twins = [f for f in files if f.endswith(".gz") and f[:-3] in files]
+    return [f for f in files if f not in gz_twins], repeats + gz_twins
+
+
+def table_files(input_base: str, spec: TableSpec) -> List[str]:
+    return matched_files(input_base, spec)[0]
 
 
 def _first_line(path: str, encoding: str) -> str:
@@ -53,17 +63,66 @@ def _header(path: str, spec: TableSpec) -> List[str]:
         for record in tf.data.TFRecordDataset([path], compression_type=_tfrecord_compression(path)).take(1):
             return sorted(tf.train.Example.FromString(record.numpy()).features.feature)
         raise ConfigError(f"{path} holds no records")
-    line = _first_line(path, spec.encoding)
+    try:
+        line = _first_line(path, spec.encoding)
+    except BadRow as err:
+        raise ConfigError(f"{path}: the header line is {err}") from None
+    return parse_header(line, spec)
+
+
+def parse_header(line: str, spec: TableSpec) -> List[str]:
     if spec.format == "csv":
         import csv  # pylint: disable=import-outside-toplevel
         return next(csv.reader([line], delimiter=spec.sep))
     return line.split(spec.sep)
 
 
+def _check_headers(spec: TableSpec, files: Sequence[str], config: DatasetConfig,
+                   where: str) -> List[str]:
+    """Reads every file's header; all must name the same columns (in any order: rows are mapped
+    by name), once each. Returns the reference header: the one naming most of the columns the
+    config reads (then the commonest, then the first file's). Raises ConfigError naming the
+    file and what is wrong: no header line, missing columns, unknown extra columns."""
+    headers = [_header(path, spec) for path in files]
+    for path, header in zip(files, headers):
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise ConfigError(f"{where}: the header of {path} names column(s) {twice} twice")
+    wanted = set(referenced_columns(config)) | {spec.key, spec.log_key} | {
+        j.log_key for j in config.joins}
+    if spec.columns:  # the config names the columns itself: the header's names are not those
+        wanted = set()
+
+    def score(i):
+        return (len(wanted & set(headers[i])),
+                sum(set(h) == set(headers[i]) for h in headers), -i)
+    ref = max(range(len(files)), key=score)
+    reference = headers[ref]
+    for path, header in zip(files, headers):
+        if set(header) == set(reference):
+            continue
+        missing = [c for c in reference if c not in header]
+        extra = [c for c in header if c not in reference]
+        if len(missing) == len(reference):
+            raise ConfigError(
+                f"{where}: {path} has no header line: its first line {spec.sep.join(header)[:80]!r}"
+                f" names none of the columns {reference} of {files[ref]} (header: true: every file "
+                f"starts with the header)")
+        raise ConfigError(f"{where}: the header of {path} " + " and ".join(
+            ([f"lacks column(s) {missing}"] if missing else [])
+            + ([f"has unknown column(s) {extra}"] if extra else []))
+            + f" (the header of {files[ref]}: {reference})")
+    if spec.columns and len(spec.columns) != len(reference):
+        raise ConfigError(f"{where}: `columns` names {len(spec.columns)} columns, the header of "
+                          f"{files[ref]} {len(reference)}: {reference}")
+    return reference
+
+
 def resolve(config: DatasetConfig, input_base: str) -> DatasetConfig:
-    """Checks that every table has files, that none is empty and that every column the config
-    reads exists; returns the config with each table's column names filled in. Raises
-    FileNotFoundError or ConfigError with the file and column named."""
+    """Checks that every table has files, that none is empty, that every file's header names the
+    same columns and that every column the config reads exists; returns the config with each
+    table's column names filled in. Raises FileNotFoundError or ConfigError with the file and
+    column named."""
     if not tf.io.gfile.isdir(input_base):
         raise FileNotFoundError(f"input folder {input_base!r} does not exist")
 
@@ -72,10 +131,14 @@ def resolve(config: DatasetConfig, input_base: str) -> DatasetConfig:
         for path in files:
             if tf.io.gfile.stat(path).length == 0:
                 raise ConfigError(f"{where}: input file {path} is empty")
-        if spec.format in ("sequences", "json_map") or (spec.columns and not spec.header):
+        if spec.format in ("sequences", "json_map") or (
+                not spec.header and spec.format not in ("parquet", "tfrecord")):
             return spec
-        header = _header(files[0], spec)
-        return dataclasses.replace(spec, columns=tuple(spec.columns or header))
+        if spec.format == "tfrecord":  # features may be absent from a record: checked per row
+            return dataclasses.replace(spec, columns=tuple(spec.columns or _header(files[0], spec)))
+        header = _check_headers(spec, files, config, where)
+        return dataclasses.replace(spec, columns=tuple(spec.columns or header),
+                                   header_names=tuple(header))
 
     log = resolved(config.log, "log")
     joins = tuple(resolved(j, f"joins[{i}]") for i, j in enumerate(config.joins))
@@ -90,7 +153,7 @@ def resolve(config: DatasetConfig, input_base: str) -> DatasetConfig:
         for column in spec.columns:
             available.setdefault(column, spec.files[0])
     if log.format == "sequences":
-        available["position"] = "log"
+        available[POSITION_COLUMN] = "log"
     available[LINE_COLUMN] = "log"
     for column in referenced_columns(config):
         if column not in available:
@@ -114,6 +177,14 @@ def _bad(path: str, line: int, err: BadRow, raw: Any) -> Dict[str, Any]:
             "raw": raw.rstrip("\r\n")[:RAW_CHARS]}
 
 
+class _Pairs(dict):
+    """A JSON object that also keeps its (key, value) pairs, repeated keys included."""
+
+    def __init__(self, pairs):
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
 class ReadTable(beam.DoFn):
     """File path -> (path, line, sub, {column: cell}, raw line); bad rows go to the `bad` output.
 
@@ -132,9 +203,11 @@ class ReadTable(beam.DoFn):
         elif spec.format == "json_map":
             yield from self._json_map(path)
         else:
+            columns = spec.columns
             with FileSystems.open(path) as f:
                 for number, raw in enumerate(iter(f.readline, b""), start=1):
                     if number == 1 and spec.header:
+                        columns = self._columns(path, raw)
                         continue
                     if not raw.strip():
                         continue  # blank lines (a trailing newline) are not rows
@@ -143,9 +216,21 @@ class ReadTable(beam.DoFn):
                         if spec.format == "sequences":
                             yield from self._sequence(path, number, line)
                         else:
-                            yield path, number, 0, split_line(line, spec, spec.columns), line
+                            yield path, number, 0, split_line(line, spec, columns), line
                     except BadRow as err:
                         yield beam.pvalue.TaggedOutput("bad", _bad(path, number, err, raw))
+
+    def _columns(self, path: str, raw: bytes) -> Sequence[str]:
+        """This file's column names, from its header line, in its order (`resolve` checked that
+        every file's header names the same columns as `header_names`)."""
+        spec = self._spec
+        if not spec.header_names:
+            return spec.columns
+        names = parse_header(decode(raw, spec.encoding).rstrip("\r\n"), spec)
+        if sorted(names) != sorted(spec.header_names):
+            raise ConfigError(f"{path}: the header {names} is not the one checked before the run "
+                              f"({list(spec.header_names)}); was the file changed?")
+        return [spec.columns[spec.header_names.index(name)] for name in names]
 
     def _sequence(self, path, number, line):
         tokens = line.split()
@@ -161,45 +246,111 @@ class ReadTable(beam.DoFn):
         with FileSystems.open(path) as f:
             table = pq.read_table(f)
         for number, row in enumerate(table.to_pylist(), start=1):
-            row = {k: ("" if v is None else v) for k, v in row.items()}
-            yield path, number, 0, row, row
+            yield path, number, 0, row, row  # a null stays None: a missing cell
 
     def _tfrecord(self, path):
         dataset = tf.data.TFRecordDataset([path], compression_type=_tfrecord_compression(path))
         for number, record in enumerate(dataset.as_numpy_iterator(), start=1):
             values = example_io.from_example(tf.train.Example.FromString(record))
-            row = {k: (v[0] if len(v) == 1 else v) for k, v in values.items()}
+            row = {k: (v[0] if len(v) == 1 else None if not v else v) for k, v in values.items()}
             row = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
                    for k, v in row.items()}
             yield path, number, 0, row, row
 
     def _json_map(self, path):
         with FileSystems.open(path) as f:
-            mapping = json.loads(decode(f.read(), self._spec.encoding))
+            mapping = json.loads(decode(f.read(), self._spec.encoding), object_pairs_hook=_Pairs)
         key, value = self._spec.columns
-        for number, (k, v) in enumerate(mapping.items(), start=1):
+        for number, (k, v) in enumerate(mapping.pairs, start=1):  # a repeated key too
             cell = " ".join(str(x) for x in v) if isinstance(v, list) else str(v)
             yield path, number, 0, {key: str(k), value: cell}, f"{k}: {v}"
 
 
 class ParseRow(beam.DoFn):
-    """(path, line, sub, row, raw) -> (order key, example features), joining the side tables."""
+    """(path, line, sub, row, raw) -> (order key, example features), joining the side tables;
+    the `unmatched` output names the optional join each example's row found no match in."""
 
     def __init__(self, config: DatasetConfig):
         self._config = config
+        self._time_range = None
+
+    def setup(self):
+        self._time_range = timestamp_range(self._config)  # now + 1 day: when the run starts
 
     def process(self, element, *tables) -> Iterable:
         path, number, sub, row, raw = element
+        unmatched = []
         try:
             row = {**row, LINE_COLUMN: number}
-            parsed = parse_row(join(row, tables, self._config), self._config)
-            yield (path, number, sub), parsed
+            parsed = parse_row(join(row, tables, self._config, unmatched), self._config,
+                               self._time_range)
         except BadRow as err:
             yield beam.pvalue.TaggedOutput("bad", _bad(path, number, err, raw))
+            return
+        yield (path, number, sub), parsed
+        for index in unmatched:
+            spec = self._config.joins[index]
+            yield beam.pvalue.TaggedOutput("unmatched", f"joins[{index}] {spec.files[0]}")
 
 
 def _first_row(rows):
     return min(rows, key=lambda r: r[0])
+
+
+def _row_digest(element) -> Tuple[bytes, Any]:
+    """(digest of a row's cells, element): exact duplicate rows have the same digest."""
+    return hashlib.sha1(_canonical(element[3]).encode("utf-8")).digest(), element
+
+
+def _canonical(row: Dict[str, Any]) -> str:
+    return json.dumps(row, sort_keys=True, default=repr)
+
+
+class Dedupe(beam.DoFn):
+    """(digest, rows) -> the first of every set of identical rows (by file, line), and, when not
+    `drop`, the others too; each row that repeats an earlier one goes to `duplicate`."""
+
+    def __init__(self, drop: bool):
+        self._drop = drop
+
+    def process(self, element) -> Iterable:
+        _, rows = element
+        seen = set()
+        for row in sorted(rows, key=lambda r: r[:3]):
+            cells = _canonical(row[3])
+            if cells in seen:
+                yield beam.pvalue.TaggedOutput("duplicate", row[0])
+                if self._drop:
+                    continue
+            seen.add(cells)
+            yield row
+
+
+class KeyedTable(beam.DoFn):
+    """(key, side-table rows) -> (key, the first row's cells, by file and line). A repeated key
+    with the same cells is counted (`identical` output); with other cells it is quarantined as
+    `duplicate_key`, as is a row with an empty key."""
+
+    def __init__(self, spec: TableSpec):
+        self._spec = spec
+
+    def process(self, element) -> Iterable:
+        key, rows = element
+        rows = sorted(rows, key=lambda r: r[:3])
+        if not key:
+            for path, number, _, _, raw in rows:
+                yield beam.pvalue.TaggedOutput("bad", _bad(path, number, BadRow(
+                    "empty_id", f"{self._spec.key} is empty"), raw))
+            return
+        first = rows[0]
+        yield key, first[3]
+        for path, number, _, cells, raw in rows[1:]:
+            if cells == first[3]:
+                yield beam.pvalue.TaggedOutput("identical", path)
+            else:
+                yield beam.pvalue.TaggedOutput("bad", _bad(path, number, BadRow(
+                    "duplicate_key", f"{self._spec.key}={key[:40]!r} is also at line {first[1]} "
+                                     f"of {first[0]}, with other values"), raw))
 
 
 class SampleNegatives(beam.DoFn):
@@ -278,21 +429,39 @@ def _read(pipeline, spec: TableSpec, files: Sequence[str], label: str):
 def ReadClickLog(pipeline: beam.Pipeline, config: DatasetConfig, input_base: str):
     """-> (serialized tf.Examples, quarantine records as dicts, stats dict (one element)).
 
-    `config` must come from `resolve` (column names known)."""
+    `config` must come from `resolve` (column names known). Besides the quarantine, the stats
+    count what is read but does not become an example, or is kept as it is: `duplicate_files`
+    (read once), `duplicate_rows` (exact repeats of an earlier log row; `dropped_duplicates` of
+    them dropped when `config.dedupe`), `identical_side_rows` (a side-table key repeated with the
+    same cells; conflicting ones are quarantined as `duplicate_key`), `unmatched` (examples per
+    optional join whose key was not in the side table: their side columns are empty)."""
     bad = []
     tables = []
+    identical = []
+    repeats = 0
     for i, spec in enumerate(config.joins):
-        read = _read(pipeline, spec, table_files(input_base, spec), f"join{i}")
+        files, repeated = matched_files(input_base, spec)
+        repeats += len(repeated)
+        read = _read(pipeline, spec, files, f"join{i}")
         bad.append(read.bad)
-        tables.append(beam.pvalue.AsDict(
-            read.rows
-            | f"Key[join{i}]" >> beam.Map(lambda r, key=spec.key: (str(r[3][key]).strip(), r))
-            | f"First[join{i}]" >> beam.CombinePerKey(_first_row)
-            | f"Row[join{i}]" >> beam.Map(lambda kv: (kv[0], kv[1][3]))))
-    log = _read(pipeline, config.log, table_files(input_base, config.log), "log")
+        keyed = (read.rows
+                 | f"Key[join{i}]" >> beam.Map(lambda r, key=spec.key: (
+                     "" if r[3].get(key) is None else str(r[3][key]).strip(), r))
+                 | f"Group[join{i}]" >> beam.GroupByKey()
+                 | f"First[join{i}]" >> beam.ParDo(KeyedTable(spec)).with_outputs(
+                     "bad", "identical", main="rows"))
+        bad.append(keyed.bad)
+        identical.append(keyed.identical)
+        tables.append(beam.pvalue.AsDict(keyed.rows))
+    files, repeated = matched_files(input_base, config.log)
+    repeats += len(repeated)
+    log = _read(pipeline, config.log, files, "log")
     bad.append(log.bad)
-    parsed = log.rows | "Parse" >> beam.ParDo(ParseRow(config), *tables).with_outputs(
-        "bad", main="examples")
+    deduped = (log.rows | "Digest" >> beam.Map(_row_digest) | "GroupRows" >> beam.GroupByKey()
+               | "Dedupe" >> beam.ParDo(Dedupe(config.dedupe)).with_outputs("duplicate",
+                                                                              main="rows"))
+    parsed = deduped.rows | "Parse" >> beam.ParDo(ParseRow(config), *tables).with_outputs(
+        "bad", "unmatched", main="examples")
     bad.append(parsed.bad)
     positives = parsed.examples
     outputs = [positives]
@@ -317,15 +486,30 @@ def ReadClickLog(pipeline: beam.Pipeline, config: DatasetConfig, input_base: str
         return (pcoll | f"Count[{name}]" >> beam.combiners.Count.Globally()
                 | f"Name[{name}]" >> beam.Map(lambda n, name=name: (name, n)))
 
-    reasons = (quarantine | "Reason" >> beam.Map(lambda r: (r["reason"], 1))
-               | "CountReasons" >> beam.CombinePerKey(sum) | "ReasonDict" >> beam.combiners.ToDict())
-    counts = ([count(positives, "positives"), count(quarantine, "quarantined")]
+    def per_key(pcoll, name):
+        return beam.pvalue.AsSingleton(
+            pcoll | f"Key[{name}]" >> beam.Map(lambda key: (key, 1))
+            | f"Sum[{name}]" >> beam.CombinePerKey(sum)
+            | f"Dict[{name}]" >> beam.combiners.ToDict())
+
+    side_identical = identical | "AllIdentical" >> beam.Flatten(pipeline=pipeline.pipeline)
+    counts = ([count(positives, "positives"), count(quarantine, "quarantined"),
+               count(deduped.duplicate, "duplicates"), count(side_identical, "identical")]
               + ([count(outputs[1], "negatives")] if len(outputs) > 1 else []))
+    drop = config.dedupe
+
+    def stats_of(c, by_reason, unmatched):
+        dropped = c.get("duplicates", 0) if drop else 0
+        return {"rows": c.get("positives", 0) + c.get("quarantined", 0) + dropped,
+                "examples": c.get("positives", 0) + c.get("negatives", 0),
+                "negatives": c.get("negatives", 0), "quarantined": c.get("quarantined", 0),
+                "by_reason": dict(sorted(by_reason.items())),
+                "duplicate_files": repeats, "duplicate_rows": c.get("duplicates", 0),
+                "dropped_duplicates": dropped, "identical_side_rows": c.get("identical", 0),
+                "unmatched": dict(sorted(unmatched.items()))}
+
     stats = ((counts | "Counts" >> beam.Flatten() | "CountDict" >> beam.combiners.ToDict())
-             | "Stats" >> beam.Map(lambda c, by_reason: {
-                 "rows": c.get("positives", 0) + c.get("quarantined", 0),
-                 "examples": c.get("positives", 0) + c.get("negatives", 0),
-                 "negatives": c.get("negatives", 0), "quarantined": c.get("quarantined", 0),
-                 "by_reason": dict(sorted(by_reason.items()))},
-                 by_reason=beam.pvalue.AsSingleton(reasons)))
+             | "Stats" >> beam.Map(stats_of, by_reason=per_key(
+                 quarantine | "Reason" >> beam.Map(lambda r: r["reason"]), "reasons"),
+                 unmatched=per_key(parsed.unmatched, "unmatched")))
     return examples, quarantine, stats

@@ -47,7 +47,7 @@ def ReportGen(
     result = report_lib.build_report(dataset, stats["N"], stats["K"], stats, phase_metrics,
                                      json.loads(run_config))
     ingest = example_gen.read_stats(quarantine.uri)
-    result["ingest"] = {k: ingest[k] for k in ("rows", "examples", "negatives")}
+    result["ingest"] = {k: v for k, v in ingest.items() if k not in ("quarantined", "by_reason")}
     result["quarantined"] = {"rows": ingest["quarantined"], "by_reason": ingest["by_reason"],
                              "path": example_gen.bad_rows_pattern(quarantine.uri)}
     if tfma_evaluation is not None:

@@ -7,6 +7,10 @@ from trainer import metrics
 from trainer.protocol import PHASES
 
 SPLIT_KEYS = ("base", "warm_a", "warm_b", "warm_c", "test", "dropped")
+INGEST_COUNTS = (("duplicate_files", "input files matched twice (read once)"),
+                 ("duplicate_rows", "exact duplicate log rows"),
+                 ("dropped_duplicates", "of them dropped (dedupe)"),
+                 ("identical_side_rows", "side-table rows repeating a key with the same values"))
 
 
 def aggregate(per_seed: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
@@ -70,6 +74,12 @@ def render_markdown(report: Dict[str, Any]) -> str:
         lines += ["", f"Input: {report['ingest']['rows']:,} rows, {report['ingest']['examples']:,} "
                       f"examples ({report['ingest']['negatives']:,} sampled negatives); "
                       f"{q['rows']:,} rows quarantined ({reasons}): `{q['path']}`."]
+        counted = [f"{report['ingest'][k]:,} {what}" for k, what in INGEST_COUNTS
+                   if report["ingest"].get(k)]
+        counted += [f"{n:,} examples without a match in {join}"
+                    for join, n in report["ingest"].get("unmatched", {}).items()]
+        if counted:
+            lines[-1] += " Counted: " + "; ".join(counted) + "."
     if "tfma" in report:
         lines += ["", f"TFMA Evaluator (seeds {', '.join(report['tfma']['seeds'])}): largest "
                       f"|AUC_TFMA - AUC| over method x seed x phase = "

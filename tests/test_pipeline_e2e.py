@@ -97,7 +97,9 @@ class PipelineEndToEndTest(tf.test.TestCase):
                          [(7, "field_count", "3::4::5"),
                           (1000, "bad_timestamp", "9::1::4::not-a-time")])
         self.assertEqual(report["ingest"], {"rows": len(rows) + 2, "examples": len(rows),
-                                            "negatives": 0})
+                                            "negatives": 0, "duplicate_files": 0,
+                                            "duplicate_rows": 0, "dropped_duplicates": 0,
+                                            "identical_side_rows": 0, "unmatched": {}})
         self.assertEqual((report["dataset"], report["backbone"], report["N"], report["K"]),
                          ("ml-1m", "deepfm", N, K))
         self.assertEqual((report["runs"], report["seeds"]), (2, [7, 8]))
@@ -180,7 +182,8 @@ class CliErrorsTest(tf.test.TestCase):
             f.write("user,item,time,click\nu,i,1,1\n")
         config = os.path.join(root, "mine.yaml")
         with open(config, "w") as f:
-            f.write("name: mine\nlog: {files: [log.csv]}\nlabel: {column: clicked, positive: [1]}\n"
+            f.write("name: mine\nlog: {files: [log.csv]}\n"
+                    "label: {column: clicked, positive: [1], negative: [0]}\n"
                     "fields:\n  - {name: user_id, column: user}\n  - {name: item_id, column: item}\n"
                     "  - {name: timestamp, column: time, type: timestamp}\n")
         with self.assertRaisesRegex(ValueError, "reads column 'clicked', which no input has"):

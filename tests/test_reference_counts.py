@@ -1,5 +1,8 @@
 """On the real ML-1M slice: the split reproduces the reference counts (shared/datasets/README.md),
-and a ratings file with a handful of broken lines is read with exactly those lines quarantined."""
+and a ratings file with a handful of broken lines is read with exactly those lines quarantined.
+On douban: its exact duplicate rows are counted and kept (`dedupe: false`)."""
+import collections
+import glob
 import gzip
 import os
 import shutil
@@ -7,13 +10,14 @@ import unittest
 
 import tensorflow as tf
 
-from components import example_gen, log_config
+from components import example_gen, log_config, log_reader
 from components.item_split import item_group, split_log
 import schemas
 from tests.test_ingest import ingest
 
 ML1M = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
                     "ml-1m-users1-2999")
+DOUBAN = os.path.join(os.path.dirname(ML1M), "douban-diffmsr")
 
 
 @unittest.skipUnless(os.path.isdir(ML1M), f"real data not found at {ML1M} (../shared/datasets)")
@@ -57,3 +61,23 @@ class ReferenceCountsTest(tf.test.TestCase):
         self.assertEqual((stats["rows"], stats["examples"], stats["quarantined"]),
                          (487655, 487650, 5))
         example_gen.check_bad_fraction(stats, example_gen.DEFAULT_MAX_BAD_FRACTION, "-")
+
+
+@unittest.skipUnless(os.path.isdir(DOUBAN), f"real data not found at {DOUBAN} (../shared/datasets)")
+class DoubanDuplicatesTest(tf.test.TestCase):
+
+    def test_exact_duplicate_rows_are_counted_and_kept(self):
+        config = log_config.load(schemas.config_path("douban"))
+        self.assertFalse(config.dedupe)
+        files = log_reader.table_files(DOUBAN, config.log)
+        self.assertEqual(len(files), len(glob.glob(os.path.join(DOUBAN, "douban_*.csv"))) - 1)
+        lines = collections.Counter()
+        for path in files:
+            with open(path) as f:
+                lines.update(line.rstrip("\n") for line in list(f)[1:] if line.strip())
+        repeats = sum(n - 1 for n in lines.values())
+        self.assertEqual((sum(lines.values()), repeats), (325848, 2973))
+        _, bad, stats = ingest(config, DOUBAN, self.create_tempdir().full_path,
+                               keep_examples=False)
+        self.assertEqual((bad, stats["rows"], stats["examples"], stats["duplicate_rows"],
+                          stats["dropped_duplicates"]), ([], 325848, 325848, 2973, 0))

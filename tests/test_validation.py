@@ -40,7 +40,7 @@ class GateTest(tf.test.TestCase):
             f.write("user,item,price,time,click\n")
             for i in range(40):  # item a: 10 rows (old), b: 4 rows (new), the rest dropped
                 item = "a" if i < 10 else "b" if i < 14 else f"r{i}"
-                f.write(f"u{i % 7},{item},{i / 4},{1000 + i},{i % 2}\n")
+                f.write(f"u{i % 7},{item},{i / 4},{1500000000 + i},{i % 2}\n")
         schema_file = os.path.join(root, "schema.pbtxt")
         with open(schema_file, "w") as f:
             f.write(schema_text)
