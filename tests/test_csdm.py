@@ -97,8 +97,7 @@ class TrainingTest(tf.test.TestCase):
         backbone = build("deepfm")
         splits = fixtures.cold_start_splits()
         method.build_modules(backbone)
-        method.generate(backbone, {k: v[:2] for k, v in splits["base"].items()}, False)
-        method.built = True
+        method.build_layers(backbone, {k: v[:2] for k, v in splits["base"].items()})
         before = [v.numpy().copy() for v in method.denoiser.trainable_variables]
         method.run_round(backbone, splits["base"], CONFIG, epochs=1, iters=2)
         return max(np.abs(b - v.numpy()).max()

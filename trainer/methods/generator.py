@@ -135,13 +135,19 @@ class GeneratorMethod(ColdStartMethod):
     def generate(self, backbone, batch, training: bool) -> tf.Tensor:
         raise NotImplementedError
 
+    def build_layers(self, backbone, sample) -> None:
+        """Creates every layer's variables before the first round collects them: the loss
+        reaches layers that generation does not (CSDM's mean_encoder, CVAR's mu/logvar)."""
+        self.generator_loss(backbone, sample, False)
+        self.generate(backbone, sample, False)
+        self.built = True
+
     # -- schedule -----------------------------------------------------------------------------
     def prepare(self, backbone, splits, config) -> None:
         if not self.built:
             tf.keras.utils.set_random_seed(self.seed)
             self.build_modules(backbone)
-            self.generate(backbone, {k: v[:2] for k, v in splits["base"].items()}, False)
-            self.built = True
+            self.build_layers(backbone, {k: v[:2] for k, v in splits["base"].items()})
         self.run_round(backbone, splits["base"], config, epochs=1,
                        iters=self.o["base_iters"] or self.o["iters"])
         self.overwrite(backbone, splits["warm_a"], config)
@@ -177,6 +183,9 @@ class GeneratorMethod(ColdStartMethod):
                 for _ in range(iters):
                     loss = step(batch)
                 self.losses.append(float(loss))
+        if len(self.generator_variables()) != len(variables):
+            raise RuntimeError(f"{self.name}: a layer was built during a round, so its variables "
+                               "were not trained; build it in build_layers")
 
     def overwrite(self, backbone, arrays, config) -> None:
         """Writes generated embeddings into the item-ID rows of the items in `arrays`."""
