@@ -1,4 +1,5 @@
 """CSDM (spec 4.6): schedule constants, forward/reverse process, training, overwrite."""
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
@@ -47,7 +48,7 @@ class ScheduleTest(tf.test.TestCase):
         self.assertEqual(steps[-1][2:], (1.0, float(c[0]), 0.0))
 
 
-class ProcessTest(tf.test.TestCase):
+class ProcessTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_forward_mean_without_dropout(self):
         method, _, _ = prepared(small_csdm(dropout=False))
@@ -75,8 +76,9 @@ class ProcessTest(tf.test.TestCase):
         self.assertAllClose(np.unique(np.round(h_part, 4)), [0.0, 2.0])
         self.assertNear(float((h_part > 1).mean()), 0.5, 0.02)
 
-    def test_reverse_with_oracle_denoiser_recovers_z0(self):
-        method, _, _ = prepared(small_csdm(dropout=False))
+    @parameterized.parameters("c", "sqrt_c")
+    def test_reverse_with_oracle_denoiser_recovers_z0(self, forward_coef):
+        method, _, _ = prepared(small_csdm(dropout=False, forward_coef=forward_coef))
         rng = np.random.default_rng(0)
         z0 = tf.constant(rng.normal(size=(5, 16)), tf.float32)
         h = tf.constant(rng.normal(size=(5, 16)), tf.float32)
