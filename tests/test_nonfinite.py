@@ -63,8 +63,8 @@ class LoopTest(tf.test.TestCase):
         splits = fixtures.cold_start_splits()
         config = protocol.TrainConfig(batch_size=64, learning_rate=np.inf)
         with self.assertRaisesRegex(protocol.NonFiniteLoss,
-                                    r"^non-finite loss \((nan|inf)\): method deepfm backbone, seed 4, "
-                                    r"phase pretraining on base, step 1$"):
+                                    r"^non-finite loss \((nan|inf)\): method deepfm backbone, "
+                                    r"seed 4, phase pretraining on base, step 1$"):
             task.pretrain("deepfm", features.MOVIELENS, fixtures.VOCAB, splits["base"], config,
                           seed=4)
 
