@@ -3,6 +3,9 @@
 Besides the metrics it writes every test prediction of every (method, seed, phase) as an Examples
 artifact (split `test`: label, prediction, method, seed, phase, item_id), which the pipeline's
 TFMA Evaluator slices, so that the standard TFX tooling shows the same numbers.
+A (method, seed) whose training loss or generated embeddings are not finite (or whose backbone's
+pretraining was not) stops there and is listed under `failed` in phase_metrics.json, with its
+message; the other cells go on.
 """
 import json
 import os
@@ -61,17 +64,28 @@ def WarmupEvaluate(
     with tf.io.gfile.GFile(os.path.join(model_dir, "train_config.json")) as f:
         train_config = json.load(f)
     config = protocol.TrainConfig(**train_config["train"])
-    results = {}
+    results, failed = {}, []
+    pretraining_failed = train_config.get("failed", {})
     writer = _PredictionWriter(predictions, splits["test"])
     for name in names:
         per_seed = {}
         for seed in train_config["seeds"]:
             method = methods_lib.build(name, seed=seed, **options.get(name, {}))
+            if str(seed) in pretraining_failed:
+                failed.append({"method": name, "seed": seed,
+                               "message": pretraining_failed[str(seed)]})
+                continue
             backbone = task.load(task.seed_dir(model_dir, seed), splits["test"])
             log = protocol.Progress(prefix=f"{name} seed {seed} ")
             scores = []
-            per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed,
-                                                                method, log, scores)
+            try:
+                per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed,
+                                                                    method, log, scores)
+            except protocol.NonFiniteLoss as err:
+                err.attach(name, seed)
+                log.note(str(err))
+                failed.append({"method": name, "seed": seed, "message": str(err)})
+                continue
             if train_config["seeds"].index(seed) < prediction_seeds:
                 writer.write(name, seed, scores)
         results[name] = per_seed
@@ -80,7 +94,7 @@ def WarmupEvaluate(
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump({"backbone": train_config["backbone"], "seeds": train_config["seeds"],
                    "train": train_config["train"], "method_options": options,
-                   "methods": results}, f, indent=1, sort_keys=True)
+                   "methods": results, "failed": failed}, f, indent=1, sort_keys=True)
 
 
 class _PredictionWriter:

@@ -229,7 +229,12 @@ def main(argv=None) -> int:
         if args.command == "compile":
             print(compile_pipeline(args))
         else:
-            run(args)
+            from pipeline.report import failed_cells  # pylint: disable=import-outside-toplevel
+            failed = failed_cells(run(args))
+            if failed:
+                print(f"coldstart: error: non-finite loss, failed cells (see report.md): {failed}",
+                      file=sys.stderr)
+                return 1
     except (datasets.DataError, FileNotFoundError, ValueError, UnicodeDecodeError) as err:
         print(f"coldstart: error: {err}", file=sys.stderr)
         return 2

@@ -26,7 +26,11 @@ def aggregate(per_seed: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dic
 
 def build_report(dataset: str, N: int, K: int, split_stats: Dict[str, int],
                  phase_metrics: Dict[str, Any], config: Dict[str, Any]) -> Dict[str, Any]:
-    methods = {name: aggregate(per_seed) for name, per_seed in phase_metrics["methods"].items()}
+    """`methods` aggregates the seeds that finished; `failed` lists the (method, seed) cells that
+    stopped on a non-finite loss, with their message (a method with none finished is left out of
+    `methods`)."""
+    methods = {name: aggregate(per_seed) for name, per_seed in phase_metrics["methods"].items()
+               if per_seed}
     if "base" in methods:
         for name, phases in methods.items():
             for phase, values in phases.items():
@@ -38,6 +42,7 @@ def build_report(dataset: str, N: int, K: int, split_stats: Dict[str, int],
                    **{key: split_stats[key] for key in ("old_items", "new_items", "dropped_items")}},
         "methods": methods,
         "per_seed": phase_metrics["methods"],
+        "failed": list(phase_metrics.get("failed", [])),
         "config": config,
     }
 
@@ -55,6 +60,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
         "| method | " + " | ".join(PHASES) + " |",
         "|---|" + "---|" * len(PHASES),
     ]
+    failed = report.get("failed", [])
+    marked = {cell["method"] for cell in failed}
     for name, phases in report["methods"].items():
         cells = []
         for phase in PHASES:
@@ -63,11 +70,17 @@ def render_markdown(report: Dict[str, Any]) -> str:
             if name != "base" and "rela_impr" in v:
                 cell += f" ({v['rela_impr']:+.2f}%)"
             cells.append(cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(name, marked)} | " + " | ".join(cells) + " |")
+    for name in sorted(marked - set(report["methods"])):
+        lines.append(f"| {_label(name, marked)} | " + " | ".join(["failed"] * len(PHASES)) + " |")
     lines += ["", "AUC: mean ± population std over runs; F1 (threshold = mean score):", "",
               "| method | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
     for name, phases in report["methods"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{phases[p]['f1']:.4f}" for p in PHASES) + " |")
+        lines.append(f"| {_label(name, marked)} | "
+                     + " | ".join(f"{phases[p]['f1']:.4f}" for p in PHASES) + " |")
+    if failed:
+        lines += ["", "**FAILED** (†: the method's figures above are over its other seeds only):"]
+        lines += [f"- {cell['method']} seed {cell['seed']}: {cell['message']}" for cell in failed]
     if "quarantined" in report:
         q = report["quarantined"]
         reasons = ", ".join(f"{k} {v:,}" for k, v in q["by_reason"].items()) or "none"
@@ -87,6 +100,16 @@ def render_markdown(report: Dict[str, Any]) -> str:
     if "wall_seconds" in report:
         lines += ["", f"Wall time: {report['wall_seconds']:.1f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _label(name: str, marked) -> str:
+    return f"{name} †" if name in marked else name
+
+
+def failed_cells(reports: Dict[str, Dict[str, Any]]) -> str:
+    """One line naming every failed (backbone, method, seed) cell; empty when none failed."""
+    return "; ".join(f"{backbone} {cell['method']} seed {cell['seed']}"
+                     for backbone, report in reports.items() for cell in report.get("failed", []))
 
 
 def plot_auc_by_phase(reports: Dict[str, Dict[str, Any]], path: str) -> None:

@@ -1,4 +1,5 @@
 """CSDM (spec 4.6): schedule constants, forward/reverse process, training, overwrite."""
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
@@ -47,7 +48,7 @@ class ScheduleTest(tf.test.TestCase):
         self.assertEqual(steps[-1][2:], (1.0, float(c[0]), 0.0))
 
 
-class ProcessTest(tf.test.TestCase):
+class ProcessTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_forward_mean_without_dropout(self):
         method, _, _ = prepared(small_csdm(dropout=False))
@@ -75,8 +76,9 @@ class ProcessTest(tf.test.TestCase):
         self.assertAllClose(np.unique(np.round(h_part, 4)), [0.0, 2.0])
         self.assertNear(float((h_part > 1).mean()), 0.5, 0.02)
 
-    def test_reverse_with_oracle_denoiser_recovers_z0(self):
-        method, _, _ = prepared(small_csdm(dropout=False))
+    @parameterized.parameters("c", "sqrt_c")
+    def test_reverse_with_oracle_denoiser_recovers_z0(self, forward_coef):
+        method, _, _ = prepared(small_csdm(dropout=False, forward_coef=forward_coef))
         rng = np.random.default_rng(0)
         z0 = tf.constant(rng.normal(size=(5, 16)), tf.float32)
         h = tf.constant(rng.normal(size=(5, 16)), tf.float32)
@@ -97,8 +99,7 @@ class TrainingTest(tf.test.TestCase):
         backbone = build("deepfm")
         splits = fixtures.cold_start_splits()
         method.build_modules(backbone)
-        method.generate(backbone, {k: v[:2] for k, v in splits["base"].items()}, False)
-        method.built = True
+        method.build_layers(backbone, {k: v[:2] for k, v in splits["base"].items()})
         before = [v.numpy().copy() for v in method.denoiser.trainable_variables]
         method.run_round(backbone, splits["base"], CONFIG, epochs=1, iters=2)
         return max(np.abs(b - v.numpy()).max()

@@ -1,4 +1,6 @@
 """Contract of every cold-start method: it trains, writes only new items' rows, is seeded."""
+from unittest import mock
+
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -97,6 +99,78 @@ class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
         method.after_warm(model, "warm_a", splits, CONFIG)
         self.assertLen(method.losses, rounds)
         self.assertAllEqual(model.item_table.numpy(), table)
+
+
+def method_variables(method):
+    """Every trainable variable the method holds: its Keras layers' and its own tf.Variables."""
+    found = []
+    for value in vars(method).values():
+        if isinstance(value, tf.keras.layers.Layer):
+            found += value.trainable_variables
+        elif isinstance(value, tf.Variable) and value.trainable:
+            found.append(value)
+    return found
+
+
+class RecordedRounds:
+    """Wraps protocol.make_optimizer: the variables each optimizer (round) gets, and the values
+    of all the method's variables when each round starts (`finish` adds the final values)."""
+
+    def __init__(self, method):
+        self.method, self.trained, self.values = method, [], []
+        self.make = protocol.make_optimizer
+
+    def __call__(self, config, variables):
+        self.trained.append({v.ref() for v in variables})
+        self.finish()
+        return self.make(config, variables)
+
+    def finish(self):
+        self.values.append({v.ref(): v.numpy().copy() for v in method_variables(self.method)})
+
+
+class TrainedVariablesTest(tf.test.TestCase, parameterized.TestCase):
+    """Issue 11.1: every layer of a generator trains from the round on base on."""
+
+    @parameterized.named_parameters(*GENERATORS)
+    def test_every_variable_trains_in_every_round(self, name):
+        splits = fixtures.cold_start_splits()
+        method = methods.build(name, seed=0, iters=1, warm_epochs=1)
+        model = build("deepfm")
+        rounds = RecordedRounds(method)
+        with mock.patch.object(protocol, "make_optimizer", rounds):
+            method.prepare(model, splits, CONFIG)
+            for warm in ("warm_a", "warm_b", "warm_c"):
+                method.after_warm(model, warm, splits, CONFIG)
+        rounds.finish()
+        everything = {v.ref() for v in method_variables(method)}
+        self.assertLen(rounds.trained, 4)
+        for index, trained in enumerate(rounds.trained):
+            self.assertEqual(trained, everything, f"round {index}")
+            start, end = rounds.values[index], rounds.values[index + 1]
+            unchanged = [ref.deref().name for ref in everything
+                         if np.array_equal(start[ref], end[ref])]
+            self.assertEqual(unchanged, [], f"round {index}")
+        layers = {"csdm": ["mean_encoder", "mean_encoder_p", "decoder", "denoiser", "side"],
+                  "cvar": ["mu", "logvar", "mu_p", "logvar_p", "decoder", "side"]}[name]
+        for layer in layers:
+            self.assertTrue(getattr(method, layer).trainable_variables, layer)
+
+    @parameterized.named_parameters(("metae", "metae"), ("mwuf", "mwuf"), ("velf", "velf"))
+    def test_other_methods_train_every_variable_they_hold(self, name):
+        splits = fixtures.cold_start_splits()
+        method = methods.build(name, seed=0)
+        rounds = RecordedRounds(method)
+        with mock.patch.object(protocol, "make_optimizer", rounds):
+            method.prepare(build("deepfm"), splits, CONFIG)
+        rounds.finish()
+        trained = set().union(*rounds.trained)
+        held = method_variables(method)
+        self.assertNotEqual(held, [])
+        self.assertEqual([v.name for v in held if v.ref() not in trained], [])
+        unchanged = [v.name for v in held
+                     if np.array_equal(rounds.values[0][v.ref()], rounds.values[-1][v.ref()])]
+        self.assertEqual(unchanged, [])
 
 
 class CVARTest(tf.test.TestCase):

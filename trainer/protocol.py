@@ -8,6 +8,7 @@ training mode (dropout on, BatchNorm on batch statistics, running statistics upd
 training loop, frozen or not (spec 3.2, D12, D13).
 """
 import dataclasses
+import math
 import sys
 import time
 from typing import Callable, Dict, Hashable, List, Optional, Sequence
@@ -57,6 +58,35 @@ class _KerasAdam:
             [(g, v) for g, v in zip(grads, self.variables) if g is not None])
 
 
+class NonFiniteLoss(RuntimeError):
+    """A training loss, predictions or generated embeddings that are NaN or infinite. Training
+    loops raise it at the first such step; `method` and `seed` are filled in by the caller that
+    knows them (WarmupEvaluate, the Trainer), so the message names the whole cell."""
+
+    def __init__(self, phase: str, step: int, value, what: str = "loss",
+                 method: Optional[str] = None, seed: Optional[int] = None):
+        super().__init__()
+        self.phase, self.step, self.value, self.what = phase, step, value, what
+        self.method, self.seed = method, seed
+
+    def attach(self, method: Optional[str] = None, seed: Optional[int] = None) -> "NonFiniteLoss":
+        """Fills in the method and seed where they are still unknown."""
+        self.method = self.method if self.method is not None else method
+        self.seed = self.seed if self.seed is not None else seed
+        return self
+
+    def __str__(self) -> str:
+        return (f"non-finite {self.what} ({self.value}): method {self.method or '?'}, seed "
+                f"{'?' if self.seed is None else self.seed}, phase {self.phase}, step {self.step}")
+
+
+def check_finite(values, phase: str, step: int = 0, what: str = "loss") -> None:
+    """Raises NonFiniteLoss unless every entry of `values` is finite (one host sync)."""
+    values = np.asarray(values)
+    if not np.all(np.isfinite(values)):
+        raise NonFiniteLoss(phase, step, values[~np.isfinite(values)].flat[0], what)
+
+
 def make_optimizer(config: TrainConfig, variables):
     if config.optimizer == "keras_adam":
         return _KerasAdam(variables, config.learning_rate, config.weight_decay)
@@ -91,9 +121,11 @@ def ensure_built(model: tf.keras.Model, arrays: Arrays) -> None:
 def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable],
           config: TrainConfig, epochs: int, seed: int, log: Optional["Progress"] = None,
           training: bool = True, loss_fn: Optional[Callable] = None,
-          batch_flag: Optional[Callable[[int, int], Hashable]] = None) -> List[float]:
+          batch_flag: Optional[Callable[[int, int], Hashable]] = None,
+          phase: str = "train") -> List[float]:
     """Trains `variables` of `model` on `arrays` with a fresh optimizer; returns the mean loss of
-    each epoch. `training`: the mode the whole model runs in (dropout, BatchNorm).
+    each epoch. `training`: the mode the whole model runs in (dropout, BatchNorm). The first
+    non-finite loss raises NonFiniteLoss naming `phase` and the step (counted from 0).
 
     `loss_fn(batch, flag)` replaces the default BCE of `model(batch)`; `flag` is
     `batch_flag(epoch, index)`, a Python value chosen per batch (one trace per distinct value).
@@ -112,12 +144,14 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
         optimizer.apply_gradients(tape.gradient(loss, variables))
         return loss
 
-    losses = []
+    losses, steps = [], 0
     for epoch in range(epochs):
         total, count = 0.0, 0
         for index, batch in enumerate(batches(arrays, config.batch_size, seed + epoch)):
             loss = float(step(batch, batch_flag(epoch, index) if batch_flag else None))
-            total, count = total + loss, count + 1
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(phase, steps, loss)
+            total, count, steps = total + loss, count + 1, steps + 1
             if log:
                 log.batch(epoch, index, loss)
         losses.append(total / max(count, 1))
@@ -139,6 +173,7 @@ def evaluate(model: tf.keras.Model, arrays: Arrays, scores_out: Optional[list] =
              ) -> Dict[str, float]:
     """AUC and F1 on `arrays`; the scores are appended to `scores_out` when given."""
     scores = predict(model, arrays)
+    check_finite(scores, "evaluate", what="prediction")
     if scores_out is not None:
         scores_out.append(scores)
     labels = arrays[features.LABEL]
@@ -165,7 +200,7 @@ def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], confi
                 log.start(f"warm-up on {warm}")
             train(model, splits[warm], model.item_id_variables(), config, config.warm_epochs,
                   seed=seed + 1000 * (1 + PHASES.index(phase)), log=log,
-                  training=config.frozen_mode == "train")
+                  training=config.frozen_mode == "train", phase=f"warm-up on {warm}")
             if method is not None:
                 method.after_warm(model, warm, splits, config)
     return results

@@ -2,7 +2,9 @@
 
 custom_config: {"backbone": str, "seeds": [int], "train": TrainConfig fields,
 "features": features.to_json(FeatureConfig)}.
-Output under the Model artifact: `seed_<s>/weights*` (TF checkpoint) and `seed_<s>/backbone.json`.
+Output under the Model artifact: `seed_<s>/weights*` (TF checkpoint) and `seed_<s>/backbone.json`;
+a seed whose pretraining loss is not finite is saved nowhere and listed, with the message, under
+`failed` in `train_config.json` (the other seeds go on).
 """
 import dataclasses
 import json
@@ -45,7 +47,11 @@ def pretrain(backbone: str, feature_config: features.FeatureConfig, vocab_sizes,
     protocol.seed_everything(seed)
     model = backbones.build(backbone, feature_config, vocab_sizes)
     protocol.ensure_built(model, base)
-    protocol.train(model, base, model.trainable_variables, config, config.pretrain_epochs, seed, log)
+    try:
+        protocol.train(model, base, model.trainable_variables, config, config.pretrain_epochs,
+                       seed, log, phase="pretraining on base")
+    except protocol.NonFiniteLoss as err:
+        raise err.attach(f"{backbone} backbone", seed)
     return model
 
 
@@ -58,11 +64,18 @@ def run_fn(fn_args: FnArgs) -> None:
     feature_config = features.from_json(custom["features"])
     vocab_sizes = preprocessing.vocab_sizes(tft_output, feature_config)
     config = protocol.TrainConfig(**custom.get("train", {}))
+    failed = {}
     for seed in custom.get("seeds", [0]):
         log = protocol.Progress(prefix=f"seed {seed} ")
         log.start(f"pretrain {custom.get('backbone', 'deepfm')} on base ({len(base[features.LABEL])} rows)")
-        model = pretrain(custom.get("backbone", "deepfm"), feature_config, vocab_sizes, base,
-                         config, seed, log)
+        try:
+            model = pretrain(custom.get("backbone", "deepfm"), feature_config, vocab_sizes, base,
+                             config, seed, log)
+        except protocol.NonFiniteLoss as err:
+            log.note(str(err))
+            failed[str(seed)] = str(err)
+            continue
         save(model, seed_dir(fn_args.serving_model_dir, seed))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "train_config.json"), "w") as f:
-        json.dump({**custom, "train": dataclasses.asdict(config)}, f, indent=1, sort_keys=True)
+        json.dump({**custom, "train": dataclasses.asdict(config), "failed": failed}, f, indent=1,
+                  sort_keys=True)

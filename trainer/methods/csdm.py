@@ -137,8 +137,10 @@ class CSDM(GeneratorMethod):
                                  name="denoiser")
         alpha_bar, c = schedule(o["T"], o["beta_start"], o["beta_end"])
         self.alpha_bar = tf.constant(alpha_bar, tf.float32)
-        self.c = tf.constant(np.sqrt(c) if o["forward_coef"] == "sqrt_c" else c, tf.float32)
-        self.c_reverse = tf.constant(c, tf.float32)
+        if o["forward_coef"] == "sqrt_c":
+            c = np.sqrt(c)
+        self.c = tf.constant(c, tf.float32)
+        # Generation runs the process the denoiser was trained on: the same c in both directions.
         self.reverse_pairs = self.reverse_steps(o["T"], o["stride"], alpha_bar, c)
 
     @staticmethod

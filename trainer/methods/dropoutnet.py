@@ -49,5 +49,5 @@ class DropoutNet(ColdStartMethod):
 
         self.losses = protocol.train(model, base, model.trainable_variables, config,
                                      config.pretrain_epochs, self.seed, loss_fn=loss_fn,
-                                     batch_flag=drop)
+                                     batch_flag=drop, phase="DropoutNet pretraining on base")
         copy_weights(model, backbone)

@@ -76,13 +76,21 @@ def torch_linear(units: int, fan_in: int, name: str, activation=None) -> keras.l
         bias_initializer=keras.initializers.RandomUniform(-bound, bound))
 
 
-def write_last_per_item(backbone, item_ids: np.ndarray, vectors: np.ndarray) -> None:
+def write_rows(backbone, item_ids: np.ndarray, vectors, phase: str) -> None:
+    """backbone.item_table[item_ids[r]] := vectors[r]; refuses (NonFiniteLoss) non-finite
+    vectors before anything is written."""
+    protocol.check_finite(vectors, phase, what="generated embedding")
+    backbone.item_table.scatter_nd_update(np.asarray(item_ids)[:, None], vectors)
+
+
+def write_last_per_item(backbone, item_ids: np.ndarray, vectors: np.ndarray,
+                        phase: str = "overwrite") -> None:
     """backbone.item_table[item_ids[r]] := vectors[r] for r in order: the last write per item
     wins, as in the reference's batch-by-batch overwrite (spec 4, "overwrite")."""
     reversed_ids = item_ids[::-1]
     items, first_in_reversed = np.unique(reversed_ids, return_index=True)
     rows = len(item_ids) - 1 - first_in_reversed
-    backbone.item_table.scatter_nd_update(items[:, None], tf.gather(vectors, rows))
+    write_rows(backbone, items, tf.gather(vectors, rows), phase)
 
 
 def first_row_per_item(arrays: protocol.Arrays) -> protocol.Arrays:
@@ -138,16 +146,22 @@ class GeneratorMethod(ColdStartMethod):
     def generate(self, backbone, batch, training: bool) -> tf.Tensor:
         raise NotImplementedError
 
+    def build_layers(self, backbone, sample) -> None:
+        """Creates every layer's variables before the first round collects them: the loss
+        reaches layers that generation does not (CSDM's mean_encoder, CVAR's mu/logvar)."""
+        self.generator_loss(backbone, sample, False)
+        self.generate(backbone, sample, False)
+        self.built = True
+
     # -- schedule -----------------------------------------------------------------------------
     def prepare(self, backbone, splits, config) -> None:
         if not self.built:
             tf.keras.utils.set_random_seed(self.seed)
             self.build_modules(backbone)
-            self.generate(backbone, {k: v[:2] for k, v in splits["base"].items()}, False)
-            self.built = True
+            self.build_layers(backbone, {k: v[:2] for k, v in splits["base"].items()})
         self.run_round(backbone, splits["base"], config, epochs=1,
-                       iters=self.o["base_iters"] or self.o["iters"])
-        self.overwrite(backbone, splits["warm_a"], config)
+                       iters=self.o["base_iters"] or self.o["iters"], phase="round on base")
+        self.overwrite(backbone, splits["warm_a"], config, phase="overwrite after base")
 
     def after_warm(self, backbone, warm_split, splits, config) -> None:
         if self.o["init_only"]:
@@ -157,10 +171,13 @@ class GeneratorMethod(ColdStartMethod):
             seen = WARM_SPLITS[:WARM_SPLITS.index(warm_split) + 1]
             arrays = {k: np.concatenate([splits[name][k] for name in seen]) for k in arrays}
         self.run_round(backbone, arrays, config, epochs=self.o["warm_epochs"],
-                       iters=self.o["iters"])
-        self.overwrite(backbone, splits["warm_a"], config)
+                       iters=self.o["iters"], phase=f"round after {warm_split}")
+        self.overwrite(backbone, splits["warm_a"], config, phase=f"overwrite after {warm_split}")
 
-    def run_round(self, backbone, arrays, config, epochs: int, iters: int) -> None:
+    def run_round(self, backbone, arrays, config, epochs: int, iters: int,
+                  phase: str = "round") -> None:
+        """`iters` steps per batch; their losses are checked together once per batch (one host
+        sync per batch, as before), the first non-finite one raises NonFiniteLoss."""
         variables = self.generator_variables()
         optimizer = protocol.make_optimizer(config, variables)
         training = config.frozen_mode == "train"
@@ -173,20 +190,26 @@ class GeneratorMethod(ColdStartMethod):
             return loss
 
         batch_size = self.o["batch_size"] or config.batch_size
+        steps = 0
         for epoch in range(epochs):
             # Distinct per round and epoch (the number of batches seen so far differs each time).
             seed = self.seed + 7919 * (len(self.losses) + 1) + epoch
             for batch in protocol.batches(arrays, batch_size, seed):
-                for _ in range(iters):
-                    loss = step(batch)
-                self.losses.append(float(loss))
+                losses = tf.stack([step(batch) for _ in range(iters)]).numpy()
+                bad = np.flatnonzero(~np.isfinite(losses))
+                if len(bad):
+                    raise protocol.NonFiniteLoss(phase, steps + int(bad[0]), losses[bad[0]])
+                steps += iters
+                self.losses.append(float(losses[-1]))
+        if len(self.generator_variables()) != len(variables):
+            raise RuntimeError(f"{self.name}: a layer was built during a round, so its variables "
+                               "were not trained; build it in build_layers")
 
-    def overwrite(self, backbone, arrays, config) -> None:
+    def overwrite(self, backbone, arrays, config, phase: str = "overwrite") -> None:
         """Writes generated embeddings into the item-ID rows of the items in `arrays`."""
         items = first_row_per_item(arrays)
         training = self.o["overwrite_training"] and config.frozen_mode == "train"
         generated = []
         for batch in protocol.batches(items, config.batch_size, None):
             generated.append(self.generate(backbone, batch, training))
-        backbone.item_table.scatter_nd_update(items[features.ITEM_ID][:, None],
-                                              tf.concat(generated, axis=0))
+        write_rows(backbone, items[features.ITEM_ID], tf.concat(generated, axis=0), phase)

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from trainer import features, protocol
 from trainer.methods.base import ColdStartMethod
-from trainer.methods.generator import backbone_side_info, first_row_per_item, torch_linear
+from trainer.methods.generator import (backbone_side_info, first_row_per_item, torch_linear,
+                                       write_rows)
 
 TIME = "timestamp"
 PAIRS = (("a", "b"), ("b", "c"), ("c", "d"), ("d", "a"))  # (A, B) of epochs 1, 2, 3, 4
@@ -98,9 +99,12 @@ class MetaEmbedding(ColdStartMethod):
             a, b = PAIRS[epoch % 4]
             pairs = zip(protocol.batches(quarters[a], config.batch_size, None),
                         protocol.batches(quarters[b], config.batch_size, None))
-            self.losses.extend(float(step(batch_a, batch_b)) for batch_a, batch_b in pairs)
+            for batch_a, batch_b in pairs:
+                self.losses.append(float(step(batch_a, batch_b)))
+                protocol.check_finite(self.losses[-1], "meta-training on base",
+                                      len(self.losses) - 1)
 
         items = first_row_per_item(splits["warm_a"])
         generated = [generate(batch) for batch in protocol.batches(items, config.batch_size, None)]
-        backbone.item_table.scatter_nd_update(items[features.ITEM_ID][:, None],
-                                              tf.concat(generated, axis=0))
+        write_rows(backbone, items[features.ITEM_ID], tf.concat(generated, axis=0),
+                   "overwrite after base")

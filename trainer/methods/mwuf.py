@@ -92,9 +92,11 @@ class MWUF(ColdStartMethod):
         self.losses = []
         for batch in protocol.batches(base, config.batch_size, self.seed):
             self.losses.append(tuple(float(x) for x in step(batch)))
+            protocol.check_finite(self.losses[-1], "meta warm-up on base", len(self.losses) - 1)
 
         ids, vectors = [], []
         for batch in protocol.batches(splits["warm_a"], config.batch_size, self.seed + 1):
             ids.append(batch[features.ITEM_ID].numpy())
             vectors.append(self.warm_embedding(backbone, batch))
-        write_last_per_item(backbone, np.concatenate(ids), tf.concat(vectors, axis=0))
+        write_last_per_item(backbone, np.concatenate(ids), tf.concat(vectors, axis=0),
+                            "overwrite after base")

@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from trainer import features, protocol
 from trainer.methods.base import ColdStartMethod, copy_weights, fresh_backbone
-from trainer.methods.generator import backbone_side_info, first_row_per_item, uniform_001
+from trainer.methods.generator import (backbone_side_info, first_row_per_item, uniform_001,
+                                       write_rows)
 
 keras = tf.keras
 
@@ -98,12 +99,12 @@ class VELF(ColdStartMethod):
                     + o["prior_weight"] * tf.reduce_mean(kl_prior))
 
         self.losses = protocol.train(model, base, variables, config, config.pretrain_epochs,
-                                     self.seed, loss_fn=loss_fn)
+                                     self.seed, loss_fn=loss_fn, phase="VELF pretraining on base")
         copy_weights(model, backbone)
 
     def write_prior_means(self, backbone, warm_a, config) -> None:
         items = first_row_per_item(warm_a)
         means = [self.prior(backbone, batch)[0]
                  for batch in protocol.batches(items, config.batch_size, None)]
-        backbone.item_table.scatter_nd_update(items[features.ITEM_ID][:, None],
-                                              tf.concat(means, axis=0))
+        write_rows(backbone, items[features.ITEM_ID], tf.concat(means, axis=0),
+                   "overwrite after base")
