@@ -9,7 +9,7 @@ import sys
 import time
 
 from components import log_config
-from pipeline import beam_presets, datasets
+from pipeline import beam_presets, datasets, quiet
 import schemas
 
 IMAGE_SCHEMA = "/pipeline/schemas/{}/schema.pbtxt"  # where the Dockerfile puts the built-in ones
@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="delete OUT/tfx before running")
     run.add_argument("--cache", action="store_true",
                      help="reuse unchanged component outputs of earlier runs in OUT/tfx")
+    run.add_argument("--verbose", action="store_true", help="show library logs and warnings "
+                     "on the terminal (default: OUT/logs/pipeline.log)")
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI")
     comp.add_argument("--dataset", default="ml-1m",
                       help=DATASET_HELP.format(", ".join(schemas.builtin())))
@@ -216,7 +218,8 @@ def main(argv=None) -> int:
         if args.command == "compile":
             print(compile_pipeline(args))
         else:
-            run(args)
+            with quiet.logs_to_file(args.output, args.verbose):
+                run(args)
     except (datasets.DataError, FileNotFoundError, ValueError, UnicodeDecodeError) as err:
         print(f"coldstart: error: {err}", file=sys.stderr)
         return 2
