@@ -5,6 +5,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
@@ -24,8 +25,22 @@ def feature_json(dataset: log_config.DatasetConfig) -> str:
     return features.to_json(features.from_dataset(dataset.to_dict()))
 
 
-def transform_component(split_examples, schema, dataset: log_config.DatasetConfig):
-    """Transform of the item-split examples with `trainer.preprocessing`."""
+# Speed (issue 12): TF1-style graphs initialise the vocabulary tables once per worker instead of
+# once per batch, and no analyzer cache is written (no run reads one). Same outputs: see
+# tests/test_transform_speed.py, which builds the old configuration (both False) beside this one.
+TRANSFORM_OPTIONS = {"force_tf_compat_v1": True, "disable_analyzer_cache": True}
+
+
+# Speed (issue 12): the schema (presence, type, shape, int domains) needs no histograms; the
+# top values are kept short. Larger batches cut TFDV's per-batch overhead.
+STATS_OPTIONS = tfdv.StatsOptions(desired_batch_size=8192, num_top_values=2,
+                                  num_rank_histogram_buckets=2, num_values_histogram_buckets=2,
+                                  num_histogram_buckets=1, num_quantiles_histogram_buckets=1)
+
+
+def transform_component(split_examples, schema, dataset: log_config.DatasetConfig, **options):
+    """Transform of the item-split examples with `trainer.preprocessing`; `options` override
+    TRANSFORM_OPTIONS (for tests and benchmarks/transform_variants.py)."""
     return tfx.components.Transform(
         examples=split_examples,
         schema=schema,
@@ -34,7 +49,13 @@ def transform_component(split_examples, schema, dataset: log_config.DatasetConfi
         splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
         disable_statistics=True,
         custom_config={"features": feature_json(dataset)},
+        **{**TRANSFORM_OPTIONS, **options},
     )
+
+
+def statistics_component(split_examples):
+    """StatisticsGen of the six splits, with what the schema check (ExampleValidator) reads."""
+    return tfx.components.StatisticsGen(examples=split_examples, stats_options=STATS_OPTIONS)
 
 
 def create_pipeline(
@@ -66,7 +87,7 @@ def create_pipeline(
     split = ItemSplitGen(examples=example_gen.outputs["examples"], N=N, K=K)
     split.add_upstream_node(quarantine_gate)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
-    statistics = tfx.components.StatisticsGen(examples=split.outputs["split_examples"])
+    statistics = statistics_component(split.outputs["split_examples"])
     validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
     gate = AnomalyGate(anomalies=validator.outputs["anomalies"])
