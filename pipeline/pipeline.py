@@ -122,7 +122,8 @@ def create_pipeline(
         tfma = {}
         if tfma_seeds > 0:
             evaluator = tfx.components.Evaluator(
-                examples=warmup.outputs["predictions"], eval_config=tfma_check.eval_config(),
+                examples=warmup.outputs["predictions"],
+                eval_config=tfma_check.eval_config(tfma_seeds),
                 example_splits=["test"]).with_id(f"Evaluator.{backbone}")
             tfma = {"tfma_evaluation": evaluator.outputs["evaluation"]}
             per_backbone.append(evaluator)

@@ -75,6 +75,7 @@ def logs_to_file(output: str, verbose: bool = False):
     path = os.path.join(os.path.abspath(output), LOG_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     log = open(path, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
+    log.write(f"==== coldstart run, {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
     terminal = _terminal_stream()
     print(f"coldstart: library logs and warnings go to {path} (--verbose shows them)",
           file=terminal, flush=True)
