@@ -17,7 +17,7 @@ from trainer import data, features, methods, preprocessing, protocol, task
 import schemas
 from tests.test_pipeline_e2e import write_log
 
-OLD = {"force_tf_compat_v1": False, "disable_analyzer_cache": False}  # before issue 12
+OLD = {"disable_analyzer_cache": False}  # before issue 12
 
 
 class TransformSpeedTest(tf.test.TestCase):
