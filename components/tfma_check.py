@@ -10,15 +10,20 @@ from typing import Dict, Tuple
 import tensorflow_model_analysis as tfma
 
 SLICES = (("method", "phase"), ("method", "seed", "phase"))
+PER_SEED = SLICES[1:]
 
 
-def eval_config() -> tfma.EvalConfig:
+def eval_config(seeds: int = 2) -> tfma.EvalConfig:
+    """`seeds`: how many seeds' predictions the Evaluator reads. With one, the method x phase
+    slice holds the same rows as method x seed x phase, so only the latter is computed (half
+    the slices) and `compare` reads the pooled AUC from it."""
+    slices = PER_SEED if seeds == 1 else SLICES
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(label_key="label", prediction_key="prediction")],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="AUC", config='{"num_thresholds": 10000}'),
             tfma.MetricConfig(class_name="ExampleCount")])],
-        slicing_specs=[tfma.SlicingSpec(feature_keys=list(keys)) for keys in SLICES],
+        slicing_specs=[tfma.SlicingSpec(feature_keys=list(keys)) for keys in slices],
     )
 
 
@@ -47,8 +52,10 @@ def compare(tfma_auc: Dict[Tuple[str, ...], float], per_seed: Dict[str, dict]) -
              for phase, values in phases.items() if (method, seed, phase) in tfma_auc]
     if not diffs:
         raise ValueError("the TFMA evaluation has no (method, seed, phase) slice of this run")
-    by_phase = {method: {phase: auc for (m, *rest), auc in tfma_auc.items()
-                         if m == method and len(rest) == 1 for phase in rest}
-                for method in per_seed}
     seeds = sorted({key[1] for key in tfma_auc if len(key) == 3})
+    pooled = {key: auc for key, auc in tfma_auc.items() if len(key) == 2}
+    if not pooled and len(seeds) == 1:  # one seed: its slices are the pooled ones (eval_config)
+        pooled = {(m, phase): auc for (m, _, phase), auc in tfma_auc.items()}
+    by_phase = {method: {phase: auc for (m, phase), auc in pooled.items() if m == method}
+                for method in per_seed}
     return {"max_abs_auc_diff": max(diffs), "seeds": seeds, "pooled_auc": by_phase}

@@ -10,7 +10,7 @@ import sys
 import time
 
 from components import log_config
-from pipeline import beam_presets, datasets
+from pipeline import beam_presets, datasets, quiet
 import schemas
 
 IMAGE_SCHEMA = "/pipeline/schemas/{}/schema.pbtxt"  # where the Dockerfile puts the built-in ones
@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", action="store_true",
                      help="reuse component outputs of earlier runs in OUT/tfx whose inputs, "
                           "parameters, raw files and project code are unchanged")
+    run.add_argument("--verbose", action="store_true", help="show library logs and warnings "
+                     "on the terminal (default: OUT/logs/pipeline.log)")
     comp = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI")
     add_pipeline_arguments(comp, "ml-1m")
     comp.add_argument("--data-root", required=True, help="input folder the cluster can read "
@@ -230,7 +232,8 @@ def main(argv=None) -> int:
             print(compile_pipeline(args))
         else:
             from pipeline.report import failed_cells  # pylint: disable=import-outside-toplevel
-            failed = failed_cells(run(args))
+            with quiet.logs_to_file(args.output, args.verbose):
+                failed = failed_cells(run(args))
             if failed:
                 print(f"coldstart: error: non-finite loss, failed cells (see report.md): {failed}",
                       file=sys.stderr)

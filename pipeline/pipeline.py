@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
@@ -65,10 +66,25 @@ def feature_json(dataset: log_config.DatasetConfig) -> str:
     return features.to_json(features.from_dataset(dataset.to_dict()))
 
 
+# Speed (issue 12): no analyzer cache (no run reads one), so the six splits are analysed once, as
+# one dataset, instead of one by one. force_tf_compat_v1=True (tables initialised once, not per
+# batch) was faster still but moved scaled timestamps by one float32 ulp, which
+# tests/test_transform_speed.py (old configuration beside this one, every value equal) rejects.
+TRANSFORM_OPTIONS = {"disable_analyzer_cache": True}
+
+
+# Speed (issue 12): the schema (presence, type, shape, int domains) needs no histograms; the
+# top values are kept short. Larger batches cut TFDV's per-batch overhead.
+STATS_OPTIONS = tfdv.StatsOptions(desired_batch_size=8192, num_top_values=2,
+                                  num_rank_histogram_buckets=2, num_values_histogram_buckets=2,
+                                  num_histogram_buckets=1, num_quantiles_histogram_buckets=1)
+
+
 def transform_component(split_examples, schema, dataset: log_config.DatasetConfig,
-                        code: str = ""):
+                        code: str = "", **options):
     """Transform of the item-split examples with `trainer.preprocessing`; `code`: the code
-    version, in the cache key."""
+    version, in the cache key; `options` override TRANSFORM_OPTIONS (for tests and
+    benchmarks/transform_variants.py)."""
     return tfx.components.Transform(
         examples=split_examples,
         schema=schema,
@@ -77,7 +93,13 @@ def transform_component(split_examples, schema, dataset: log_config.DatasetConfi
         splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
         disable_statistics=True,
         custom_config={"features": feature_json(dataset), "code_version": code},
+        **{**TRANSFORM_OPTIONS, **options},
     )
+
+
+def statistics_component(split_examples):
+    """StatisticsGen of the six splits, with what the schema check (ExampleValidator) reads."""
+    return tfx.components.StatisticsGen(examples=split_examples, stats_options=STATS_OPTIONS)
 
 
 def create_pipeline(
@@ -116,7 +138,7 @@ def create_pipeline(
                              code_version=code).with_id("ItemSplitGen")
     split.add_upstream_node(quarantine_gate)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
-    statistics = tfx.components.StatisticsGen(examples=split.outputs["split_examples"])
+    statistics = statistics_component(split.outputs["split_examples"])
     validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
     gate = AnomalyGate(anomalies=validator.outputs["anomalies"], code_version=code)
@@ -153,7 +175,8 @@ def create_pipeline(
         tfma = {}
         if tfma_seeds > 0:
             evaluator = tfx.components.Evaluator(
-                examples=warmup.outputs["predictions"], eval_config=tfma_check.eval_config(),
+                examples=warmup.outputs["predictions"],
+                eval_config=tfma_check.eval_config(tfma_seeds),
                 example_splits=["test"]).with_id(f"Evaluator.{backbone}")
             tfma = {"tfma_evaluation": evaluator.outputs["evaluation"]}
             per_backbone.append(evaluator)

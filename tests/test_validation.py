@@ -8,6 +8,7 @@ from tfx import v1 as tfx
 
 from components import example_gen, log_config, validation
 from components.split_component import ItemSplitGen
+from pipeline import pipeline as pipeline_lib
 import schemas
 
 CONFIG = {"name": "tiny", "log": {"files": ["log.csv"]},
@@ -49,7 +50,7 @@ class GateTest(tf.test.TestCase):
                                              dataset_config=json.dumps(config.to_dict()))
         split = ItemSplitGen(examples=gen.outputs["examples"], N=6, K=1)
         schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
-        stats = tfx.components.StatisticsGen(examples=split.outputs["split_examples"])
+        stats = pipeline_lib.statistics_component(split.outputs["split_examples"])
         validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
                                                     schema=schema.outputs["schema"])
         gate = validation.AnomalyGate(anomalies=validator.outputs["anomalies"])
@@ -68,3 +69,18 @@ class GateTest(tf.test.TestCase):
         with self.assertRaisesRegex(Exception, r"do not match the schema:\n  base: price: "
                                                r"Unexpected data type"):
             self._run(wrong)
+
+    def test_out_of_domain_values_are_caught_with_the_pipeline_stats_options(self):
+        # The pipeline's StatisticsGen computes no histograms and short top-value lists
+        # (pipeline.STATS_OPTIONS); int domains, categorical or not, are still checked.
+        text = schemas.schema_text(log_config.from_dict(CONFIG))
+        wrong = (text.replace("int_domain { min: 0 max: 1 is_categorical: true }",
+                              "int_domain { min: 0 max: 0 is_categorical: true }")
+                 .replace("int_domain { min: 1 }", "int_domain { min: 5 }"))
+        with self.assertRaises(Exception) as raised:
+            self._run(wrong)
+        message = str(raised.exception)
+        self.assertIn("do not match the schema:", message)
+        self.assertIn("\n  base: label: ", message)  # categorical int domain (max 0)
+        self.assertIn("\n  dropped: count: ", message)  # numeric int domain (min 5)
+        self.assertNotIn("base: count", message)  # base items have 10 rows

@@ -1,0 +1,119 @@
+"""Quiet runs: library logs and warnings go to a log file; the terminal shows progress and errors.
+
+TensorFlow's C++ logs write to file descriptor 2, so that descriptor is pointed at the log file
+for the duration of the run; absl, TFX, Beam and TensorFlow log through Python `logging` (its
+handlers are swapped for the log file) and Python warnings are routed into `logging`. What is
+left for the terminal: one line per component as it starts and finishes, the progress lines of
+training (`trainer.protocol.Progress`), the final table, and errors (the caller prints them after
+the context has ended, so they reach the terminal in full).
+"""
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import time
+
+LOG_FILE = os.path.join("logs", "pipeline.log")
+_COMPONENT = re.compile(r"^Component (\S+) is (running|finished)\.$")
+_terminal = None  # one stream on a copy of the original stderr, kept for the whole process
+
+
+def _terminal_stream():
+    """sys.stderr if it is not descriptor 2 (e.g. a test's StringIO), else a stream on a copy."""
+    global _terminal  # pylint: disable=global-statement
+    try:
+        on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        on_fd2 = False
+    if not on_fd2:
+        return sys.stderr
+    if _terminal is None:
+        _terminal = io.TextIOWrapper(os.fdopen(os.dup(2), "wb", buffering=0),
+                                     line_buffering=True, write_through=True)
+    return _terminal
+
+
+class _ProgressHandler(logging.Handler):
+    """Prints 'component running / done in S s' lines from TFX's local runner."""
+
+    def __init__(self, stream):
+        super().__init__(logging.INFO)
+        self.stream, self.t0, self.started = stream, time.time(), {}
+
+    def emit(self, record):
+        match = _COMPONENT.match(record.getMessage())
+        if not match:
+            return
+        name, state = match.groups()
+        now = time.time()
+        if state == "running":
+            self.started[name] = now
+            text = f"{name} ..."
+        else:
+            text = f"{name} done ({now - self.started.pop(name, now):.1f} s)"
+        print(f"[{now - self.t0:6.1f}s] {text}", file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def logs_to_file(output: str, verbose: bool = False):
+    """Within the block, library logs and warnings go to OUT/logs/pipeline.log (`verbose`:
+    everything stays on the terminal, plus the progress lines)."""
+    root, absl_logger = logging.getLogger(), logging.getLogger("absl")
+    saved = (list(root.handlers), root.level, sys.stderr, absl_logger.level)
+    absl_logger.setLevel(logging.INFO)  # TFX's "Component X is running/finished" lines
+    if verbose:
+        progress = _ProgressHandler(sys.stderr)
+        root.addHandler(progress)
+        try:
+            yield None
+        finally:
+            root.removeHandler(progress)
+            absl_logger.setLevel(saved[3])
+        return
+    path = os.path.join(os.path.abspath(output), LOG_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    log = open(path, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
+    log.write(f"==== coldstart run, {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
+    terminal = _terminal_stream()
+    print(f"coldstart: library logs and warnings go to {path} (--verbose shows them)",
+          file=terminal, flush=True)
+    sys.stderr.flush()
+    saved_fd2 = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    sys.stderr = terminal
+    file_handler = logging.StreamHandler(log)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers = [file_handler, _ProgressHandler(terminal)]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    absl_handler = _absl_handler()
+    absl_stream = absl_handler.python_handler.stream if absl_handler else None
+    if absl_handler:  # it writes to sys.stderr before flags are parsed: keep it off the root
+        absl_handler.python_handler.stream = log
+    ok = False
+    try:
+        yield path
+        ok = True
+    finally:
+        logging.captureWarnings(False)
+        if absl_handler:
+            absl_handler.python_handler.stream = absl_stream
+        root.handlers, _, sys.stderr, _ = saved
+        root.setLevel(saved[1])
+        absl_logger.setLevel(saved[3])
+        sys.stderr.flush()
+        os.dup2(saved_fd2, 2)
+        os.close(saved_fd2)
+        log.close()
+        if not ok:
+            print(f"coldstart: the full log of this run is in {path}", file=sys.stderr, flush=True)
+
+
+def _absl_handler():
+    try:
+        from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return absl_logging.get_absl_handler()
