@@ -38,6 +38,13 @@ def build_report(dataset: str, N: int, K: int, split_stats: Dict[str, int],
     }
 
 
+def method_label(name: str) -> str:
+    """The method's name, with the model it evaluates when it is not the run's backbone."""
+    from trainer.methods import method_class  # pylint: disable=import-outside-toplevel
+    own = method_class(name).own_backbone
+    return f"{name} (own backbone: {own})" if own else name
+
+
 def render_markdown(report: Dict[str, Any]) -> str:
     s = report["splits"]
     lines = [
@@ -59,7 +66,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
             if name != "base" and "rela_impr" in v:
                 cell += f" ({v['rela_impr']:+.2f}%)"
             cells.append(cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method_label(name)} | " + " | ".join(cells) + " |")
     lines += ["", "AUC: mean ± population std over runs; F1 (threshold = mean score):", "",
               "| method | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
     for name, phases in report["methods"].items():

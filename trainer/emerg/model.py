@@ -181,13 +181,15 @@ class EmerGNet(keras.Model):
                 x = tf.nn.relu(x)
         return x
 
-    def initial_graph(self, inputs, e_item: tf.Tensor, detached: bool = False) -> tf.Tensor:
-        """A^(0) of each row's item: hypernetwork, fixed random, or the shared matrix."""
+    def initial_graph(self, inputs, e_item: tf.Tensor, detached: bool = False,
+                      nodes: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """A^(0) of each row's item: hypernetwork, fixed random, or the shared matrix.
+        `nodes`: embed_nodes(inputs, e_item) when already computed."""
         if self.graph == "random":
             return tf.gather(self.random_graphs, inputs[features.ITEM_ID])
         if self.graph == "shared":
             return tf.tile(self.shared_graph[None], [tf.shape(e_item)[0], 1, 1])
-        a = self.hyper_graph(self.embed_nodes(inputs, e_item))
+        a = self.hyper_graph(self.embed_nodes(inputs, e_item) if nodes is None else nodes)
         return tf.stop_gradient(a) if detached else a
 
     def graphs(self, a_raw: tf.Tensor) -> List[tf.Tensor]:
@@ -229,7 +231,10 @@ class EmerGNet(keras.Model):
     # -- the pure forward ---------------------------------------------------------------------
     def logits(self, inputs, a_raw: tf.Tensor, e_item: tf.Tensor) -> tf.Tensor:
         """Logits [B] given each row's psi: a_raw [B, F, F], e_item [B, d]."""
-        h0 = self.embed_nodes(inputs, e_item)
+        return self.forward(self.embed_nodes(inputs, e_item), a_raw)
+
+    def forward(self, h0: tf.Tensor, a_raw: tf.Tensor) -> tf.Tensor:
+        """Logits [B] from the node embeddings h0 [B, F, d] and the raw graphs [B, F, F]."""
         return self.predict_logit(self.combine(self.gnn(h0, self.graphs(a_raw))))
 
     def global_logits(self, inputs) -> tf.Tensor:
@@ -244,7 +249,8 @@ class EmerGNet(keras.Model):
     def call(self, inputs, training=False, detached: bool = False):
         """Logits with psi from the item table and the initial graph (pretraining, w/o meta)."""
         e = self.item_embedding(inputs)
-        return self.logits(inputs, self.initial_graph(inputs, e, detached), e)
+        h0 = self.embed_nodes(inputs, e)
+        return self.forward(h0, self.initial_graph(inputs, e, detached, nodes=h0))
 
 
 class EmerGEval(keras.Model):

@@ -89,11 +89,12 @@ def item_chunks(base: protocol.Arrays) -> List[Tuple[int, np.ndarray]]:
 
 
 def padded_length(n: int) -> int:
-    """Task rows are padded to a power of two (>= 16), so few shapes are traced."""
-    return max(16, 1 << int(np.ceil(np.log2(max(n, 1)))))
+    """Task rows are padded to a multiple of 16 below 64, else of 64: few shapes are traced."""
+    step = 16 if n <= 64 else 64
+    return max(step, -(-n // step) * step)
 
 
-def tasks(base: protocol.Arrays, pair: int, per_step: int) -> Iterator[Dict[str, np.ndarray]]:
+def tasks(base: protocol.Arrays, pair: int, per_step: int) -> Iterator[Tuple[dict, int, int]]:
     """Task batches of chunk pair `pair` (0: a->b, 1: b->c, 2: c->d; spec 2.4): each item's rows
     in 4 chunks of n // 4 (the remainder dropped), support = chunk pair, query = chunk pair + 1.
     Yields ({support: arrays [T*P], support_mask, query, query_mask}, T, P), items ascending."""
@@ -164,15 +165,19 @@ class MetaTrainer:
                 e = e - hp.inner_lr * g_e
         return l_cold, a, e
 
+    def objective(self, batch, num_tasks: int, length: int) -> tf.Tensor:
+        """mean_v [alpha L_cold + (1 - alpha) L_warm] of a task batch (eq. 12)."""
+        support, query = batch["support"], batch["query"]
+        first = {k: v[::length] for k, v in support.items()}  # item features of each task
+        a, e = self.psi(first)
+        l_cold, a2, e2 = self.inner_update(support, batch["support_mask"], a, e, num_tasks)
+        l_warm = self.task_loss(query, batch["query_mask"], a2, e2, num_tasks)
+        return tf.reduce_mean(self.hp.alpha * l_cold + (1.0 - self.hp.alpha) * l_warm)
+
     def _step(self, batch, num_tasks: int, length: int):
         """`num_tasks` T and `length` P are Python ints: one trace per (T, P)."""
-        support, query = batch["support"], batch["query"]
         with tf.GradientTape() as outer:
-            first = {k: v[::length] for k, v in support.items()}
-            a, e = self.psi(first)
-            l_cold, a2, e2 = self.inner_update(support, batch["support_mask"], a, e, num_tasks)
-            l_warm = self.task_loss(query, batch["query_mask"], a2, e2, num_tasks)
-            loss = tf.reduce_mean(self.hp.alpha * l_cold + (1.0 - self.hp.alpha) * l_warm)
+            loss = self.objective(batch, num_tasks, length)
         self.optimizer.apply_gradients(outer.gradient(loss, self.variables))
         return loss
 
@@ -198,7 +203,7 @@ def reinit_item_table(net: EmerGNet, seed: int) -> None:
 
 
 # -- stage 2: per-item warm-up ---------------------------------------------------------------------
-def init_psi(model: EmerGEval, items: protocol.Arrays, detached: bool = False) -> None:
+def init_psi(model: EmerGEval, items: protocol.Arrays) -> None:
     """Cold start: psi_v = {H_omega(item features of v), e_v} for every slot; Adam state reset.
     `items`: one row per slot item, in slot order."""
     net = model.net
