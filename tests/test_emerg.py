@@ -287,8 +287,9 @@ class MethodTest(tf.test.TestCase):
 
 def taobao_sample():
     """The real taobao-joined sample (300 rows) as transformed arrays: ids indexed per column
-    (0 = empty), price min-max scaled; items with >= 4 rows are old, the rest new, and every new
-    item's rows form each of warm_a, warm_b, warm_c and test."""
+    (0 = empty), price min-max scaled. Items with >= 5 rows (2 items, 12 rows, 6 clicks) are old;
+    the rest (6 clicks, all on the two items of 4 rows) are new, and every new item's rows form
+    each of warm_a, warm_b, warm_c and test."""
     rows = []
     for name in ("train", "valid", "test"):
         with open(os.path.join(SHARED, "taobao-sample", f"fuxictr_tiny_csv_{name}_sample.csv")) as f:
@@ -322,7 +323,7 @@ def taobao_sample():
         + (features.Field("click_sequence", "seq", 8), features.Field("price", "ctn"),
            features.Field("timestamp", "ctn"), features.Field("count", "ctn")),
         item_side=("item_id", "pid", "cate_id", "campaign_id", "customer", "brand", "price"))
-    old = arrays["count"] >= 4
+    old = arrays["count"] >= 5
     splits = {"base": {k: v[old] for k, v in arrays.items()}}
     for name in ("warm_a", "warm_b", "warm_c", "test"):
         splits[name] = {k: v[~old] for k, v in arrays.items()}
@@ -335,7 +336,8 @@ class TaobaoSampleTest(tf.test.TestCase):
         if not os.path.isdir(os.path.join(SHARED, "taobao-sample")):
             self.skipTest("no taobao-sample")
         config, vocab, splits = taobao_sample()
-        self.assertEqual((len(splits["base"]["label"]), len(splits["test"]["label"])), (20, 280))
+        self.assertEqual((len(splits["base"]["label"]), len(splits["test"]["label"])), (12, 288))
+        self.assertEqual(int(splits["test"]["label"].sum()), 6)
         tf.keras.utils.set_random_seed(0)
         from trainer import backbones  # pylint: disable=import-outside-toplevel
         backbone = backbones.build("deepfm", config, vocab)
@@ -349,7 +351,7 @@ class TaobaoSampleTest(tf.test.TestCase):
         self.assertEqual(net_.num_nodes, 17)
         self.assertEqual(net_.hyper_nodes, [0, 2, 3, 4, 5, 6, 16])
         self.assertEqual((net_.num_layers, net_.k), (3, 17 * 17 // 2))
-        self.assertLen(method.meta_losses, 3 * 4)  # 4 old items, pairs a->b, b->c, c->d
+        self.assertLen(method.meta_losses, 3 * 2)  # 2 old items, pairs a->b, b->c, c->d
         new_items = len(np.unique(splits["test"]["item_id"]))
         self.assertAllEqual(method.model.steps.numpy(), np.full(new_items, 3 * 2))
         for phase in protocol.PHASES:
