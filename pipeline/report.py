@@ -47,6 +47,13 @@ def build_report(dataset: str, N: int, K: int, split_stats: Dict[str, int],
     }
 
 
+def method_label(name: str) -> str:
+    """The method's name, with the model it evaluates when it is not the run's backbone."""
+    from trainer.methods import method_class  # pylint: disable=import-outside-toplevel
+    own = method_class(name).own_backbone
+    return f"{name} (own backbone: {own})" if own else name
+
+
 def render_markdown(report: Dict[str, Any]) -> str:
     s = report["splits"]
     lines = [
@@ -103,7 +110,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
 
 
 def _label(name: str, marked) -> str:
-    return f"{name} †" if name in marked else name
+    return f"{method_label(name)} †" if name in marked else method_label(name)
 
 
 def failed_cells(reports: Dict[str, Dict[str, Any]]) -> str:

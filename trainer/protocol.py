@@ -186,8 +186,8 @@ def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], confi
     """The stage loop of spec 3.2; returns {phase: {auc, f1}}. `method`: a ColdStartMethod.
     `scores_out` (optional) receives the test scores of each phase, in phase order."""
     seed_everything(seed)
-    if method is not None:
-        method.prepare(model, splits, config)
+    if method is not None:  # a method may bring its own model (e.g. EmerG): evaluate that one
+        model = method.prepare(model, splits, config) or model
     results = {}
     warm_splits = ("warm_a", "warm_b", "warm_c", None)
     for phase, warm in zip(PHASES, warm_splits):
@@ -198,9 +198,12 @@ def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], confi
         if warm:
             if log:
                 log.start(f"warm-up on {warm}")
-            train(model, splits[warm], model.item_id_variables(), config, config.warm_epochs,
-                  seed=seed + 1000 * (1 + PHASES.index(phase)), log=log,
-                  training=config.frozen_mode == "train", phase=f"warm-up on {warm}")
+            if method is not None and method.owns_warm_up:
+                method.warm_up(model, warm, splits, config)
+            else:
+                train(model, splits[warm], model.item_id_variables(), config, config.warm_epochs,
+                      seed=seed + 1000 * (1 + PHASES.index(phase)), log=log,
+                      training=config.frozen_mode == "train", phase=f"warm-up on {warm}")
             if method is not None:
                 method.after_warm(model, warm, splits, config)
     return results

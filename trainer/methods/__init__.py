@@ -13,12 +13,13 @@ from trainer.methods.base import Base, ColdStartMethod
 from trainer.methods.csdm import CSDM
 from trainer.methods.cvar import CVAR
 from trainer.methods.dropoutnet import DropoutNet
+from trainer.methods.emerg import EmerG
 from trainer.methods.metae import MetaEmbedding
 from trainer.methods.mwuf import MWUF
 from trainer.methods.velf import VELF
 
 METHODS: Dict[str, Type[ColdStartMethod]] = {
-    cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM)}
+    cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM, EmerG)}
 
 
 def method_class(label: str) -> Type[ColdStartMethod]:

@@ -11,6 +11,8 @@ class ColdStartMethod:
     defaults: dict = {}  # every option a method takes, with its default (which gives its type)
     choices: dict = {}   # option -> tuple of allowed values
     bounds: dict = {}    # option -> (low, high), inclusive; None: unbounded
+    owns_warm_up = False  # True: `warm_up` replaces the protocol's item-ID fine-tune
+    own_backbone = ""  # set when the method evaluates a model of its own (shown in the report)
 
     def __init__(self, seed: int = 0, **options):
         self.seed = seed
@@ -20,8 +22,12 @@ class ColdStartMethod:
     def check(cls, options: dict) -> None:
         """Checks across options (`options`: all of them); raises ValueError."""
 
-    def prepare(self, backbone, splits, config) -> None:
-        """Called once before the cold evaluation."""
+    def prepare(self, backbone, splits, config):
+        """Called once before the cold evaluation; may return the model to evaluate instead of
+        `backbone` (a method with its own backbone)."""
+
+    def warm_up(self, model, warm_split: str, splits, config) -> None:
+        """With `owns_warm_up`: trains on `warm_split` instead of the item-ID fine-tune."""
 
     def after_warm(self, backbone, warm_split: str, splits, config) -> None:
         """Called after the item-ID table was fine-tuned on `warm_split`."""
