@@ -224,6 +224,10 @@ def run(args: argparse.Namespace) -> dict:
     return reports
 
 
+# Bad input found before any work: one line, exit 2.
+USER_ERRORS = (datasets.DataError, FileNotFoundError, ValueError, UnicodeDecodeError)
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -232,13 +236,13 @@ def main(argv=None) -> int:
             print(compile_pipeline(args))
         else:
             from pipeline.report import failed_cells  # pylint: disable=import-outside-toplevel
-            with quiet.logs_to_file(args.output, args.verbose):
+            with quiet.logs_to_file(args.output, args.verbose, USER_ERRORS):
                 failed = failed_cells(run(args))
             if failed:
                 print(f"coldstart: error: non-finite loss, failed cells (see report.md): {failed}",
                       file=sys.stderr)
                 return 1
-    except (datasets.DataError, FileNotFoundError, ValueError, UnicodeDecodeError) as err:
+    except USER_ERRORS as err:
         print(f"coldstart: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # pylint: disable=broad-except

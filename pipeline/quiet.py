@@ -12,7 +12,9 @@ import io
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 
 LOG_FILE = os.path.join("logs", "pipeline.log")
@@ -38,14 +40,18 @@ def _terminal_stream():
 class _ProgressHandler(logging.Handler):
     """Prints 'component running / done in S s' lines from TFX's local runner."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, header: str = ""):
         super().__init__(logging.INFO)
         self.stream, self.t0, self.started = stream, time.time(), {}
+        self.header = header  # printed before the first line, once the pipeline has started
 
     def emit(self, record):
         match = _COMPONENT.match(record.getMessage())
         if not match:
             return
+        if self.header:
+            print(self.header, file=self.stream, flush=True)
+            self.header = ""
         name, state = match.groups()
         now = time.time()
         if state == "running":
@@ -57,9 +63,11 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def logs_to_file(output: str, verbose: bool = False):
+def logs_to_file(output: str, verbose: bool = False, user_errors=(ValueError,)):
     """Within the block, library logs and warnings go to OUT/logs/pipeline.log (`verbose`:
-    everything stays on the terminal, plus the progress lines)."""
+    everything stays on the terminal, plus the progress lines). Until the block ends they are
+    written to a temporary file, so that a run refused before any work (an exception of type
+    `user_errors`, printed by the caller in one line) leaves nothing behind."""
     root, absl_logger = logging.getLogger(), logging.getLogger("absl")
     saved = (list(root.handlers), root.level, sys.stderr, absl_logger.level)
     absl_logger.setLevel(logging.INFO)  # TFX's "Component X is running/finished" lines
@@ -73,29 +81,30 @@ def logs_to_file(output: str, verbose: bool = False):
             absl_logger.setLevel(saved[3])
         return
     path = os.path.join(os.path.abspath(output), LOG_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    log = open(path, "a", buffering=1, encoding="utf-8")  # pylint: disable=consider-using-with
+    log = tempfile.NamedTemporaryFile(  # pylint: disable=consider-using-with
+        "w", prefix="coldstart-", suffix=".log", delete=False, buffering=1, encoding="utf-8")
     log.write(f"==== coldstart run, {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
     terminal = _terminal_stream()
-    print(f"coldstart: library logs and warnings go to {path} (--verbose shows them)",
-          file=terminal, flush=True)
     sys.stderr.flush()
     saved_fd2 = os.dup(2)
     os.dup2(log.fileno(), 2)
     sys.stderr = terminal
     file_handler = logging.StreamHandler(log)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.handlers = [file_handler, _ProgressHandler(terminal)]
+    root.handlers = [file_handler, _ProgressHandler(
+        terminal, f"coldstart: library logs and warnings go to {path} (--verbose shows them)")]
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
     absl_handler = _absl_handler()
     absl_stream = absl_handler.python_handler.stream if absl_handler else None
     if absl_handler:  # it writes to sys.stderr before flags are parsed: keep it off the root
         absl_handler.python_handler.stream = log
-    ok = False
+    refused = False
     try:
         yield path
-        ok = True
+    except user_errors:
+        refused = True
+        raise
     finally:
         logging.captureWarnings(False)
         if absl_handler:
@@ -107,8 +116,16 @@ def logs_to_file(output: str, verbose: bool = False):
         os.dup2(saved_fd2, 2)
         os.close(saved_fd2)
         log.close()
-        if not ok:
-            print(f"coldstart: the full log of this run is in {path}", file=sys.stderr, flush=True)
+        if refused:
+            os.remove(log.name)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a", encoding="utf-8") as out, open(log.name, encoding="utf-8") as tmp:
+                shutil.copyfileobj(tmp, out)
+            os.remove(log.name)
+            if sys.exc_info()[0] is not None:
+                print(f"coldstart: the full log of this run is in {path}", file=sys.stderr,
+                      flush=True)
 
 
 def _absl_handler():

@@ -101,7 +101,11 @@ class DeclarationsTest(tf.test.TestCase):
                 self.assertLessEqual(set(cls.choices) | set(cls.bounds), set(cls.defaults))
                 for option, default in cls.defaults.items():
                     self.assertIn(type(default), (bool, int, float, str), option)
-                    if not isinstance(default, bool):
+                    if isinstance(default, str) and option not in cls.choices:
+                        # A free-form string is checked by the method's `check`.
+                        with self.assertRaises(ValueError, msg=option):
+                            options.validate(cls, {option: "not valid!"})
+                    elif not isinstance(default, bool):
                         # A number has a range, a string its allowed values.
                         self.assertIn(option, cls.choices if isinstance(default, str)
                                       else cls.bounds, option)

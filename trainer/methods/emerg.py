@@ -46,6 +46,7 @@ optimisers are PyTorch's (coupled L2, trainer/optim.py), so rows of items never 
 training (the new items) shrink towards 0 there, as in the released code; hypernetwork fields are
 the data set's item side information that are graph nodes, item_id first (`hyper_fields`).
 """
+import re
 import numpy as np
 import tensorflow as tf
 
@@ -111,6 +112,13 @@ class EmerG(ColdStartMethod):
               "inner_lr": (0.0, None), "inner_steps": (1, None), "tasks_per_step": (1, None),
               "warm_lr": (0.0, None), "warm_epochs": (0, None), "warm_rows": (1, None),
               "weight_decay": (0.0, None)}
+
+    @classmethod
+    def check(cls, options):
+        super().check(options)
+        if not re.fullmatch(r"(\w+(,\w+)*)?", options["hyper_fields"]):
+            raise ValueError(f"hyper_fields takes comma-separated field names, "
+                             f"not {options['hyper_fields']!r}")
 
     def resolved(self, config: features.FeatureConfig) -> dict:
         """Options with the profile's values filled in."""
