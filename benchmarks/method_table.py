@@ -9,6 +9,7 @@ comparison table can be redone without rerunning the upstream components. Prints
         --methods base,dropoutnet,metae,mwuf,cvar,velf,csdm [--set csdm.iters=10]
 """
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -43,12 +44,16 @@ def main():
     p.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE")
     p.add_argument("--seeds", help="comma-separated; seeds the run did not pretrain are pretrained "
                    "here as the Trainer does (default: the run's seeds)")
+    p.add_argument("--pretrain-epochs", type=int, help="pretrain every seed's backbone here with "
+                   "this many epochs on base (default: use the run's backbones)")
     p.add_argument("--json", help="write the per-seed results here")
     args = p.parse_args()
     try:  # checked as `coldstart run` checks them, before any work
         options = method_options.parse_sets(args.set, args.methods.split(","))
     except ValueError as err:
         p.error(str(err))
+    if args.pretrain_epochs is not None and args.pretrain_epochs < 1:
+        p.error(f"--pretrain-epochs must be at least 1, not {args.pretrain_epochs}")
     root = os.path.join(args.run, "tfx")
     transform = latest(os.path.join(root, "Transform", "transform_graph", "*"))
     examples = latest(os.path.join(root, "Transform", "transformed_examples", "*"))
@@ -57,6 +62,10 @@ def main():
     with open(os.path.join(model_dir, "train_config.json")) as f:
         train_config = json.load(f)
     config = protocol.TrainConfig(**train_config["train"])
+    if args.pretrain_epochs is not None:
+        config = dataclasses.replace(config, pretrain_epochs=args.pretrain_epochs)
+        train_config["train"]["pretrain_epochs"] = args.pretrain_epochs
+    own = args.pretrain_epochs is None  # the run's backbones are usable
     tft_output = tft.TFTransformOutput(transform)
     spec = tft_output.transformed_feature_spec()
     splits = {name: data.load_files(example_io.split_files(examples, name), spec)
@@ -65,7 +74,7 @@ def main():
     seed_dirs = {}
     extra_dir = tempfile.mkdtemp(prefix="method_table_")
     for seed in seeds:
-        if seed in train_config["seeds"]:
+        if own and seed in train_config["seeds"]:
             seed_dirs[seed] = task.seed_dir(model_dir, seed)
         else:
             seed_dirs[seed] = task.seed_dir(extra_dir, seed)
