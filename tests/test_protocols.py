@@ -420,7 +420,7 @@ class ComponentTest(tf.test.TestCase):
             f.write("user,item,time,click\n")
             for i in range(120):  # a: 30 rows, b: 20, c: 12 (new with N=20, K=3), d..: rare
                 item = "a" if i < 30 else "b" if i < 50 else "c" if i < 62 else f"r{i % 9}"
-                f.write(f"u{i % 13},{item},{1000 + (i * 37) % 101},{i % 2}\n")
+                f.write(f"u{i % 13},{item},{1500000000 + (i * 37) % 101},{i % 2}\n")
         gen = example_gen.ClickLogExampleGen(
             input_base=data, dataset_config=json.dumps(log_config.from_dict(TINY).to_dict()))
         old = ItemSplitGen(examples=gen.outputs["examples"], N=20, K=3)
