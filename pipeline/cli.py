@@ -235,8 +235,9 @@ def main(argv=None) -> int:
         if args.command == "compile":
             print(compile_pipeline(args))
         else:
-            from pipeline.report import failed_cells  # pylint: disable=import-outside-toplevel
             with quiet.logs_to_file(args.output, args.verbose, USER_ERRORS):
+                # Imported here: TensorFlow's import-time lines go to the log too.
+                from pipeline.report import failed_cells  # pylint: disable=import-outside-toplevel
                 failed = failed_cells(run(args))
             if failed:
                 print(f"coldstart: error: non-finite loss, failed cells (see report.md): {failed}",
