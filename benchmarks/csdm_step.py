@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from trainer import backbones, features, methods, protocol  # noqa: E402
-from trainer.methods import options as method_options  # noqa: E402
+from trainer import options as method_options  # noqa: E402
 
 ML1M_VOCAB = {"user_id": 3001, "gender": 3, "age": 8, "occupation": 22, "zip_code": 2000,
               "item_id": 3616, "year": 82, "title": 4000, "genres": 20}

@@ -26,7 +26,7 @@ import tensorflow_transform as tft  # noqa: E402
 from components import example_io  # noqa: E402
 from pipeline import report  # noqa: E402
 from trainer import data, features, methods, metrics, preprocessing, protocol, task  # noqa: E402
-from trainer.methods import options as method_options  # noqa: E402
+from trainer import options as method_options  # noqa: E402
 
 
 def latest(pattern: str) -> str:

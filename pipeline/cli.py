@@ -84,7 +84,7 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
     where the data, schema and artifacts live."""
     from components import item_split  # pylint: disable=import-outside-toplevel
     from trainer import backbones, methods  # pylint: disable=import-outside-toplevel
-    from trainer.methods import options  # pylint: disable=import-outside-toplevel
+    from trainer import options  # pylint: disable=import-outside-toplevel
 
     backbone_names = args.backbone.split(",")
     for name in backbone_names:

@@ -4,7 +4,7 @@ import json
 import tensorflow as tf
 
 from trainer import methods
-from trainer.methods import options
+from trainer import options
 
 LABELS = ["base", "dropoutnet", "metae", "mwuf", "cvar", "velf", "csdm", "csdm/code"]
 

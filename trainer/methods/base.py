@@ -2,7 +2,7 @@
 import tensorflow as tf
 
 from trainer import backbones, protocol
-from trainer.methods import options as options_lib
+from trainer import options as options_lib
 
 
 class ColdStartMethod:

@@ -3,8 +3,9 @@ slices results are reported. One registry, one module per protocol (issue 16).
 
 A protocol declares
 - its parameters: `defaults` (every parameter with its default; the default's type is the
-  parameter's type), `choices` (allowed values) and `bounds` (inclusive (low, high), None = open),
-  the conventions of the method options, checked by `build` before any work;
+  parameter's type), `choices` (allowed values), `bounds` (inclusive (low, high), None = open)
+  and `check(params)`, checked by the one option parser (trainer/options.py) when
+  the protocol is built, before any work;
 - its split names and their roles: `splits` (every split it writes, in order), `pretrain_split`,
   `validation_split` (for a Tuner; None if it has none), `eval_split`;
 - its stages, in order (`stages()`): a name, the split a method may adapt on in that stage (or
@@ -20,6 +21,8 @@ its import at the end of this file.
 """
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
+
+from trainer import options
 
 PROTOCOLS: Dict[str, Type["Protocol"]] = {}
 TRAINS = ("item_table", "domain")  # what a stage may train, besides nothing (None)
@@ -66,11 +69,11 @@ class Protocol:
     row_features: Tuple[str, ...] = ()
 
     def __init__(self, **params):
-        self.params = check_params(self, params)
-        self.check()
+        self.params = options.validate(type(self), params, label=f"protocol {self.name}")
 
-    def check(self) -> None:
-        """Checks across parameters; raises ValueError in one line."""
+    @classmethod
+    def check(cls, params: Dict[str, Any]) -> None:
+        """Checks across parameters (`params`: all of them); raises ValueError in one line."""
 
     def stages(self) -> List[Stage]:
         raise NotImplementedError
@@ -88,58 +91,6 @@ class Protocol:
                 "eval_split": self.eval_split, "slice_features": list(self.slice_features),
                 "row_features": list(self.row_features),
                 "stages": [dataclasses.asdict(s) for s in self.stages()]}
-
-
-def _typed(protocol: str, key: str, value: Any, default: Any) -> Any:
-    """`value` as the type of `default`; ValueError in one line if it is not one."""
-    def fail():
-        return ValueError(f"protocol {protocol}: {key}={value!r} is not a {type(default).__name__}")
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise fail()
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail()
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail()
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise fail()
-        return value
-    if isinstance(default, (list, tuple)):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise fail()
-        return [str(v) for v in value]
-    if isinstance(default, dict):
-        if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise fail()
-        return dict(value)
-    raise TypeError(f"protocol {protocol}: parameter {key} has an unsupported default {default!r}")
-
-
-def check_params(protocol, params: Mapping[str, Any]) -> Dict[str, Any]:
-    """Defaults overridden by `params`, each checked for name, type, choices and bounds."""
-    unknown = set(params) - set(protocol.defaults)
-    if unknown:
-        raise ValueError(f"protocol {protocol.name}: unknown parameters {sorted(unknown)}; "
-                         f"known: {sorted(protocol.defaults) or 'none'}")
-    out = {}
-    for key, default in protocol.defaults.items():
-        value = _typed(protocol.name, key, params.get(key, default), default)
-        if key in protocol.choices and value not in protocol.choices[key]:
-            raise ValueError(f"protocol {protocol.name}: {key}={value!r} is not one of "
-                             f"{list(protocol.choices[key])}")
-        low, high = protocol.bounds.get(key, (None, None))
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ValueError(f"protocol {protocol.name}: {key}={value!r} is outside "
-                             f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]")
-        out[key] = value
-    return out
 
 
 def register(name: str):

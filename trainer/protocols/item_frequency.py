@@ -47,8 +47,9 @@ class ItemFrequency(Protocol):
     slice_features = ("phase",)
     row_features = ("count",)
 
-    def check(self) -> None:
-        item_split.check_params(self.params["N"], self.params["K"])
+    @classmethod
+    def check(cls, params) -> None:
+        item_split.check_params(params["N"], params["K"])
 
     def stages(self) -> List[Stage]:
         return [Stage("cold")] + [Stage(name, adapt_split=name, trains="item_table")

@@ -104,10 +104,11 @@ class LeaveLastOut(Protocol):
     slice_features = ("user_group",)
     row_features = ("user_group",)
 
-    def check(self) -> None:
-        if not 0 < self.params["cut_low"] < self.params["cut_high"] <= 100:
-            raise ValueError(f"protocol leave_last_out: need 0 < cut_low < cut_high <= 100, got "
-                             f"{self.params['cut_low']}, {self.params['cut_high']}")
+    @classmethod
+    def check(cls, params) -> None:
+        if not 0 < params["cut_low"] < params["cut_high"] <= 100:
+            raise ValueError(f"need 0 < cut_low < cut_high <= 100, got "
+                             f"{params['cut_low']}, {params['cut_high']}")
 
     def stages(self) -> List[Stage]:
         return [Stage("overall")]

@@ -72,19 +72,21 @@ class PerDomain(Protocol):
     eval_split = "test"
     row_features = ()
 
-    def check(self) -> None:
-        p = self.params
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.slice_features = (self.params["domain_field"],)
+
+    @classmethod
+    def check(cls, params) -> None:
+        p = params
         if p["train_fraction"] + p["validation_fraction"] > 1:
-            raise ValueError("protocol per_domain: train_fraction + validation_fraction > 1")
+            raise ValueError("train_fraction + validation_fraction > 1")
         if p["assign"] == "files":
             if not p["files"]:
-                raise ValueError("protocol per_domain: assign=files needs `files` "
-                                 "(file-name pattern -> split)")
+                raise ValueError("assign=files needs `files` (file-name pattern -> split)")
             wrong = sorted(set(p["files"].values()) - set(SPLITS))
             if wrong:
-                raise ValueError(f"protocol per_domain: files map to unknown splits {wrong}; "
-                                 f"known: {list(SPLITS)}")
-        self.slice_features = (p["domain_field"],)
+                raise ValueError(f"files map to unknown splits {wrong}; known: {list(SPLITS)}")
 
     def stages(self) -> List[Stage]:
         stages = [Stage("pretrained")]

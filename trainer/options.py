@@ -1,23 +1,25 @@
-"""Typed, checked cold-start method options: the one parser of `--set METHOD.OPTION=VALUE` (used by
+"""Typed, checked options of methods and protocols: the one parser of `--set METHOD.OPTION=VALUE` (used by
 `coldstart run`, `coldstart compile` and the benchmarks) and the check every method runs on its
 options when it is built.
 
-A method class declares
+A method class (and a protocol, trainer/protocols) declares
 - `defaults`: option -> default; the option's type is the type of its default (bool, int, float,
-  str; a float option also accepts an int);
+  str, list of str, dict of str to str; a float option also accepts an int, a list a tuple);
 - `choices` (optional): option -> tuple of the allowed values;
 - `bounds` (optional): option -> (low, high), inclusive, None = unbounded;
 - `check(options)` (optional classmethod): cross-option and strict checks on the full options,
   raising ValueError.
 Text values: bool is true/false in any case, int an integer literal (not 1e2), float any finite
-number, str one of the choices when they are declared.
+number, str one of the choices when they are declared, list and dict JSON (["music"]).
 """
+import json
 import math
 import re
 from typing import Any, Dict, Sequence
 
 INTEGER = re.compile(r"[+-]?[0-9]+\Z")
-TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+              list: "a list of strings", dict: "a mapping of strings to strings"}
 
 
 def _option_type(cls, option: str) -> type:
@@ -44,6 +46,11 @@ def parse_value(cls, option: str, text: str) -> Any:
             pass
     elif kind is str:
         value = text
+    elif kind in (list, dict):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            pass
     if value is None:
         raise ValueError(f"{option} takes {TYPE_NAMES[kind]}, not {text!r}")
     return check_value(cls, option, value)
@@ -55,8 +62,16 @@ def check_value(cls, option: str, value: Any) -> Any:
     kind = _option_type(cls, option)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if type(value) is not kind or (kind is float and not math.isfinite(value)):  # pylint: disable=unidiomatic-typecheck
+    if kind is list and isinstance(value, tuple):
+        value = list(value)
+    if (type(value) is not kind  # pylint: disable=unidiomatic-typecheck
+            or (kind is float and not math.isfinite(value))
+            or (kind is list and not all(isinstance(v, str) for v in value))
+            or (kind is dict and not all(isinstance(k, str) and isinstance(v, str)
+                                         for k, v in value.items()))):
         raise ValueError(f"{option} takes {TYPE_NAMES[kind]}, not {value!r}")
+    if kind in (list, dict):
+        return type(value)(value)  # a copy: the caller's value stays its own
     choices = getattr(cls, "choices", {}).get(option)
     if choices is not None and value not in choices:
         allowed = (" or ".join(map(str, choices)) if len(choices) == 2
