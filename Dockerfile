@@ -15,4 +15,5 @@ COPY pipeline pipeline
 COPY components components
 COPY trainer trainer
 COPY schemas schemas
-RUN pip install --no-cache-dir -c requirements.lock .
+RUN pip install --no-cache-dir -c requirements.lock pip wheel \
+    && pip install --no-cache-dir -c requirements.lock .
