@@ -35,6 +35,34 @@ split: {N: 200, K: 20}
 """
 
 
+
+def run_child(args, log_path: str, interval: float):
+    """Runs this interpreter on `args` (stderr to `log_path`) and returns (exit code, wall
+    seconds, peak RSS in bytes of its whole process tree, sampled every `interval` s)."""
+    import psutil  # pylint: disable=import-outside-toplevel
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        child = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=log)
+        peak = [0]
+
+        def sample():
+            proc = psutil.Process(child.pid)
+            while child.poll() is None:
+                try:
+                    tree = [proc] + proc.children(recursive=True)
+                    peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+                except psutil.Error:
+                    pass
+                time.sleep(interval)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        code = child.wait()
+        wall = time.perf_counter() - start
+        thread.join()
+    return code, wall, peak[0]
+
 def write_log(folder: str, rows: int, shards: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     items, users = max(rows // 40, 100), max(rows // 100, 100)
@@ -86,7 +114,6 @@ def _pipeline(folder: str, out: str, beam_args) -> None:
 
 
 def measure(rows: int, preset: str, shards: int, keep: bool) -> dict:
-    import psutil  # pylint: disable=import-outside-toplevel
     work = tempfile.mkdtemp(prefix=f"ingest_{rows}_")
     folder, out = os.path.join(work, "log"), os.path.join(work, "out")
     os.makedirs(folder)
@@ -94,33 +121,15 @@ def measure(rows: int, preset: str, shards: int, keep: bool) -> dict:
     start = time.perf_counter()
     write_log(folder, rows, shards)
     generate = time.perf_counter() - start
-    child = subprocess.Popen([sys.executable, __file__, "--child", folder, out, preset], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "log.txt"), "w"))
-    peak = [0]
-
-    def sample():
-        proc = psutil.Process(child.pid)
-        while child.poll() is None:
-            try:
-                tree = [proc] + proc.children(recursive=True)
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    start = time.perf_counter()
-    thread.start()
-    code = child.wait()
-    wall = time.perf_counter() - start
-    thread.join()
+    code, wall, peak = run_child([__file__, "--child", folder, out, preset],
+                                 os.path.join(work, "log.txt"), interval=0.5)
     if code != 0:
         raise RuntimeError(f"pipeline failed, see {os.path.join(work, 'log.txt')}")
     from benchmarks.component_times import executions  # pylint: disable=import-outside-toplevel
     seconds = {name: s for _, name, _, s in executions(os.path.join(out, "metadata.sqlite"))}
     if not keep:
         subprocess.run(["rm", "-rf", work], check=False)
-    return {"rows": rows, "generate_s": generate, "wall_s": wall, "peak_gb": peak[0] / 2 ** 30,
+    return {"rows": rows, "generate_s": generate, "wall_s": wall, "peak_gb": peak / 2 ** 30,
             **{f"{k}_s": v for k, v in seconds.items()}}
 
 

@@ -22,8 +22,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -112,37 +110,19 @@ def child(kind: str, data: str, out: str) -> None:
 
 
 def measure(kind: str, data: str, work: str) -> dict:
-    import psutil  # pylint: disable=import-outside-toplevel
+    from benchmarks.ingest import run_child  # pylint: disable=import-outside-toplevel
     out = tempfile.mkdtemp(prefix=f"{kind}_", dir=work)
     log = os.path.join(out, "log.txt")
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", kind, data, out],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-    peak = [0]
-
-    def sample():
-        parent = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            try:
-                tree = [parent] + parent.children(recursive=True)
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    code = proc.wait()
-    wall = time.perf_counter() - start
+    code, wall, peak = run_child([os.path.abspath(__file__), "--child", kind, data, out], log,
+                                 interval=0.2)
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
-    thread.join()
     if code != 0:
         raise RuntimeError(f"{kind} pipeline failed, see {log}")
     from benchmarks.component_times import executions  # pylint: disable=import-outside-toplevel
     seconds = {name: s for _, name, _, s in executions(os.path.join(out, "metadata.sqlite"))}
-    return {"kind": kind, "wall": wall, "cpu": cpu, "mlmd": sum(seconds.values()), "peak_gb": peak[0] / 2 ** 30,
+    return {"kind": kind, "wall": wall, "cpu": cpu, "mlmd": sum(seconds.values()), "peak_gb": peak / 2 ** 30,
             "components": seconds}
 
 
