@@ -27,6 +27,7 @@ from components import example_io  # noqa: E402
 from pipeline import report  # noqa: E402
 from trainer import data, features, methods, metrics, preprocessing, protocol, task  # noqa: E402
 from trainer import options as method_options  # noqa: E402
+from trainer.context import ProtocolContext  # noqa: E402
 
 
 def latest(pattern: str) -> str:
@@ -89,8 +90,9 @@ def main():
         for seed in seeds:
             backbone = task.load(seed_dirs[seed], splits["test"])
             method = methods.build(label, seed=seed, **options.get(label, {}))
-            per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed,
-                                                                method)
+            context = ProtocolContext.in_memory(splits)
+            per_seed[str(seed)] = context.protocol.report_slices(
+                protocol.warm_up_and_evaluate(backbone, context, config, seed, method))
         seconds = time.perf_counter() - start
         results[label] = per_seed
         summary = report.aggregate(per_seed)

@@ -123,6 +123,9 @@ class DatasetConfig:
     negative_seed: int = 0
     negative_sampling: str = "popularity"  # or "uniform", or "matched" (see log_reader)
     dedupe: bool = True  # exact duplicate log rows: dropped (True) or kept (False); counted
+    # Evaluation protocol: {"name": the default protocol, <protocol>: {its parameters}}; the
+    # item_frequency parameters default to `split: {N, K}`. Checked by trainer/protocols.
+    protocol: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
@@ -313,7 +316,7 @@ def _label(raw: Any) -> LabelSpec:
 def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
     """Validates a config (as loaded from YAML) and returns it; raises ConfigError saying why."""
     _no_unknown(raw, ("name", "log", "joins", "fields", "label", "side_info", "split",
-                      "negatives", "dedupe"), "config")
+                      "negatives", "dedupe", "protocol"), "config")
     for key in ("name", "log", "fields", "label"):
         if key not in raw:
             raise ConfigError(f"config: `{key}` is required")
@@ -367,7 +370,25 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
                          negatives_per_positive=per_positive,
                          negative_seed=_get(negatives, "seed", 0, "int", "negatives"),
                          negative_sampling=sampling,
-                         dedupe=_get(raw, "dedupe", True, "bool", "config"))
+                         dedupe=_get(raw, "dedupe", True, "bool", "config"),
+                         protocol=_protocol(raw.get("protocol", {}), split))
+
+
+def _protocol(raw: Any, split: Dict[str, Any]) -> Dict[str, Any]:
+    """`protocol: {name: NAME, NAME: {params}, OTHER: {params}}`; `split: {N, K}` gives the
+    item_frequency parameters too (not both)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"protocol: must be a mapping, not {raw!r}")
+    out = {"name": _get(raw, "name", "item_frequency", "str", "protocol")}
+    for key, params in raw.items():
+        if key != "name":
+            if not isinstance(params, dict):
+                raise ConfigError(f"protocol: `{key}` must map parameter names to values")
+            out[key] = dict(params)
+    twice = sorted(set(split) & set(out.get("item_frequency", {})))
+    if twice:
+        raise ConfigError(f"{twice} given in both `split` and `protocol: item_frequency`")
+    return out
 
 
 # Config keys whose values are names or values as written in the files: YAML must not turn

@@ -11,6 +11,7 @@ from components import example_gen, tfma_check
 from components.split_component import read_split_stats
 from components.warmup_component import PhaseEvaluation, read_phase_metrics
 from pipeline import report as report_lib
+from trainer import protocols
 
 
 class Report(artifact.Artifact):
@@ -44,13 +45,14 @@ def ReportGen(
     the TFMA Evaluator's AUC is checked against ours (`tfma` key)."""
     stats = read_split_stats(split_examples.uri)
     phase_metrics = read_phase_metrics(evaluation.uri)
-    result = report_lib.build_report(dataset, stats["N"], stats["K"], stats, phase_metrics,
-                                     json.loads(run_config))
+    result = report_lib.build_report(dataset, stats, phase_metrics, json.loads(run_config))
     ingest = example_gen.read_stats(quarantine.uri)
     result["ingest"] = {k: v for k, v in ingest.items() if k not in ("quarantined", "by_reason")}
     result["quarantined"] = {"rows": ingest["quarantined"], "by_reason": ingest["by_reason"],
                              "path": example_gen.bad_rows_pattern(quarantine.uri)}
     if tfma_evaluation is not None:
+        chosen = phase_metrics["protocol"]
         result["tfma"] = tfma_check.compare(tfma_check.read_auc(tfma_evaluation.uri),
-                                            phase_metrics["methods"])
+                                            phase_metrics["methods"],
+                                            protocols.build(chosen["name"], **chosen["params"]))
     write_report(report.uri, result)

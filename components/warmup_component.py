@@ -1,8 +1,10 @@
-"""TFX component: warm-up and per-phase evaluation of pretrained backbones (spec section 3).
+"""TFX component: the evaluation protocol's stages on pretrained backbones (item phases: warm-up
+and per-phase evaluation, spec section 3).
 
-Besides the metrics it writes every test prediction of every (method, seed, phase) as an Examples
-artifact (split `test`: label, prediction, method, seed, phase, item_id), which the pipeline's
-TFMA Evaluator slices, so that the standard TFX tooling shows the same numbers.
+Besides the metrics it writes every evaluated prediction of every (method, seed, stage) as an
+Examples artifact (split `test`: label, prediction, method, seed, phase = the stage, item_id and
+the protocol's slice features), which the pipeline's TFMA Evaluator slices, so that the standard
+TFX tooling shows the same numbers.
 A (method, seed) whose training loss or generated embeddings are not finite (or whose backbone's
 pretraining was not) stops there and is listed under `failed` in phase_metrics.json, with its
 message; the other cells go on.
@@ -17,7 +19,9 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, artifact_utils, standard_artifacts
 
 from components import example_io
-from trainer import data, features, methods as methods_lib, protocol, task
+from trainer import data, features, methods as methods_lib, protocol, protocols, task
+from trainer.context import ProtocolContext
+from trainer.protocols import slice_column
 
 METRICS_FILE = "phase_metrics.json"
 
@@ -42,31 +46,35 @@ def WarmupEvaluate(
     predictions: OutputArtifact[standard_artifacts.Examples],
     methods: Parameter[str] = "base",
     method_options: Parameter[str] = "{}",
+    protocol_config: Parameter[str] = '{"name": "item_frequency", "params": {}}',
     prediction_seeds: Parameter[int] = 1,
     code_version: Parameter[str] = "",  # cache key only  # pylint: disable=unused-argument
 ) -> None:
-    """Cold / warm_a / warm_b / warm_c AUC and F1 on `test` for every pretrained seed.
+    """Every stage of the protocol (item phases: cold / warm_a / warm_b / warm_c on `test`) for
+    every pretrained seed and method: AUC and F1 overall and per slice.
 
     `method_options`: JSON {method: {option: value}}, passed to the method's constructor.
-    `prediction_seeds`: how many seeds (the first ones) have their test predictions written for
+    `protocol_config`: JSON {"name", "params"} of the evaluation protocol (trainer/protocols).
+    `prediction_seeds`: how many seeds (the first ones) have their predictions written for
     the TFMA Evaluator (TFMA reads about 2k rows/s here, so all seeds of a large run are slow).
     """
     options = json.loads(method_options)
     names = methods.split(",")
-    tft_output = tft.TFTransformOutput(transform_graph.uri)
-    spec = tft_output.transformed_feature_spec()
-    needed = ["warm_a", "warm_b", "warm_c", "test"]
-    if any(methods_lib.method_class(name).needs_base for name in names):
-        needed.append("base")
-    splits = {name: data.load_files(example_io.split_files(transformed_examples.uri, name), spec)
-              for name in needed}
+    chosen = json.loads(protocol_config)
+    evaluation_protocol = protocols.build(chosen["name"], **chosen["params"])
+    spec = tft.TFTransformOutput(transform_graph.uri).transformed_feature_spec()
+
+    def load(split):
+        return data.load_files(example_io.split_files(transformed_examples.uri, split), spec)
+
     model_dir = os.path.join(model.uri, "Format-Serving")
     with tf.io.gfile.GFile(os.path.join(model_dir, "train_config.json")) as f:
         train_config = json.load(f)
     config = protocol.TrainConfig(**train_config["train"])
     results, failed = {}, []
     pretraining_failed = train_config.get("failed", {})
-    writer = _PredictionWriter(predictions, splits["test"])
+    context = ProtocolContext(evaluation_protocol, load)
+    writer = _PredictionWriter(predictions, context.eval_data, evaluation_protocol)
     for name in names:
         per_seed = {}
         for seed in train_config["seeds"]:
@@ -75,17 +83,18 @@ def WarmupEvaluate(
                 failed.append({"method": name, "seed": seed,
                                "message": pretraining_failed[str(seed)]})
                 continue
-            backbone = task.load(task.seed_dir(model_dir, seed), splits["test"])
+            backbone = task.load(task.seed_dir(model_dir, seed), context.eval_data)
             log = protocol.Progress(prefix=f"{name} seed {seed} ")
             scores = []
             try:
-                per_seed[str(seed)] = protocol.warm_up_and_evaluate(backbone, splits, config, seed,
-                                                                    method, log, scores)
+                stages = protocol.warm_up_and_evaluate(backbone, context, config, seed, method,
+                                                       log, scores)
             except protocol.NonFiniteLoss as err:
                 err.attach(name, seed)
                 log.note(str(err))
                 failed.append({"method": name, "seed": seed, "message": str(err)})
                 continue
+            per_seed[str(seed)] = evaluation_protocol.report_slices(stages)
             if train_config["seeds"].index(seed) < prediction_seeds:
                 writer.write(name, seed, scores)
         results[name] = per_seed
@@ -94,15 +103,25 @@ def WarmupEvaluate(
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump({"backbone": train_config["backbone"], "seeds": train_config["seeds"],
                    "train": train_config["train"], "method_options": options,
+                   "protocol": evaluation_protocol.describe(),
+                   # the report's column order (the JSON below sorts keys)
+                   "slices": next((list(s) for per_seed in results.values()
+                                   for s in per_seed.values()), []),
                    "methods": results, "failed": failed}, f, indent=1, sort_keys=True)
 
 
 class _PredictionWriter:
-    """Writes test predictions as tf.Examples into `Split-test` of an Examples artifact."""
+    """Writes the evaluated rows' predictions as tf.Examples into `Split-test` of an Examples
+    artifact: method, seed, phase (the stage), label, prediction, item_id and the protocol's raw
+    slice features."""
 
-    def __init__(self, artifact, test):
+    def __init__(self, artifact, test, evaluation_protocol):
         self._labels = test[features.LABEL].tolist()  # converted once, reused for every write
         self._items = test[features.ITEM_ID].tolist()
+        self._stages = [s.name for s in evaluation_protocol.stages()]
+        self._slices = {name: [v if isinstance(v, bytes) else str(v).encode()
+                               for v in test[slice_column(name)].tolist()]
+                        for name in evaluation_protocol.slice_features if name != "phase"}
         path = os.path.join(artifact.uri, "Split-test", "predictions.gz")
         tf.io.gfile.makedirs(os.path.dirname(path))
         self._writer = tf.io.TFRecordWriter(path, options="GZIP")
@@ -119,10 +138,16 @@ class _PredictionWriter:
         prediction = feature["prediction"].float_list.value
         item = feature["item_id"].int64_list.value
         phase.append(b""), label.append(0), prediction.append(0.0), item.append(0)
-        for name, scores in zip(protocol.PHASES, scores_by_phase):
+        slices = [(feature[name].bytes_list.value, values) for name, values in self._slices.items()]
+        for value, _ in slices:
+            value.append(b"")
+        for name, scores in zip(self._stages, scores_by_phase):
             phase[0] = name.encode()
-            for row_label, row_item, score in zip(self._labels, self._items, scores.tolist()):
+            for row, (row_label, row_item, score) in enumerate(
+                    zip(self._labels, self._items, scores.tolist())):
                 label[0], item[0], prediction[0] = row_label, row_item, score
+                for value, values in slices:
+                    value[0] = values[row]
                 self._writer.write(example.SerializeToString())
 
     def close(self):

@@ -31,8 +31,11 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
                         "with its own --set options (e.g. base,csdm,csdm/code)")
     p.add_argument("--runs", type=int, default=1, help="repetitions with seeds S..S+R-1")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--N", type=int, help="old items have more than N rows (default per dataset)")
-    p.add_argument("--K", type=int, help="rows per new item in each warm split")
+    p.add_argument("--protocol", help="evaluation protocol: item_frequency, leave_last_out, "
+                   "per_domain (default per data set; parameters: --set protocol.X=Y)")
+    p.add_argument("--N", type=int, help="item_frequency: old items have more than N rows "
+                   "(default per dataset; same as --set protocol.N=...)")
+    p.add_argument("--K", type=int, help="item_frequency: rows per new item in each warm split")
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--pretrain-epochs", type=int, default=1)
     p.add_argument("--optimizer", choices=("torch_adam", "keras_adam"), default="torch_adam",
@@ -45,8 +48,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
                    help="Beam pipeline argument, repeatable; added to (or overriding) the preset")
     p.add_argument("--set", dest="method_options", action="append", default=[],
                    metavar="METHOD.OPTION=VALUE",
-                   help="cold-start method option, repeatable (e.g. csdm.iters=2); typed and "
-                        "checked (bool: true/false)")
+                   help="cold-start method or protocol option, repeatable (e.g. csdm.iters=2, "
+                        "protocol.unit=day); typed and checked (bool: true/false)")
     p.add_argument("--tfma-seeds", type=int, default=1,
                    help="seeds whose predictions the TFMA Evaluator checks (0: no Evaluator)")
 
@@ -82,9 +85,9 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
     """Checks every shared argument (names, --set values, ranges) before any work and returns the
     keyword arguments of `pipeline.create_pipeline` they define; `run` and `compile` add only
     where the data, schema and artifacts live."""
-    from components import item_split  # pylint: disable=import-outside-toplevel
-    from trainer import backbones, methods  # pylint: disable=import-outside-toplevel
+    from trainer import backbones, methods, protocols  # pylint: disable=import-outside-toplevel
     from trainer import options  # pylint: disable=import-outside-toplevel
+    from trainer.methods.base import check_protocol  # pylint: disable=import-outside-toplevel
 
     backbone_names = args.backbone.split(",")
     for name in backbone_names:
@@ -96,9 +99,23 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         methods.method_class(name)  # unknown methods fail here
     if len(set(method_names)) < len(method_names):
         raise ValueError(f"--methods {args.methods} names a method twice")
-    method_options = options.parse_sets(args.method_options, method_names)
     config = load_dataset(args.dataset)
-    n, k = args.N or config.N, args.K or config.K
+    protocol_name = args.protocol or config.protocol.get("name", "item_frequency")
+    protocol_class = protocols.protocol_class(protocol_name)
+    method_options = options.parse_sets(args.method_options, method_names,
+                                        extra={"protocol": protocol_class})
+    params = dict(config.protocol.get(protocol_name, {}))
+    if protocol_name == "item_frequency":
+        params = {"N": config.N, "K": config.K, **params}
+    for flag, name in (("--N", "N"), ("--K", "K")):
+        if getattr(args, name) is not None:
+            if protocol_name != "item_frequency":
+                raise ValueError(f"{flag} is a parameter of item_frequency, not of {protocol_name}")
+            params[name] = getattr(args, name)
+    params.update(method_options.pop("protocol", {}))
+    protocol = protocols.build(protocol_name, **params)
+    for name in method_names:
+        check_protocol(name, methods.method_class(name), protocol_name)
     for flag, value, low in (("--runs", args.runs, 1), ("--batch-size", args.batch_size, 1),
                              ("--pretrain-epochs", args.pretrain_epochs, 1),
                              ("--tfma-seeds", args.tfma_seeds, 0)):
@@ -106,9 +123,8 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
             raise ValueError(f"{flag} must be at least {low}, not {value}")
     if not 0 <= args.max_bad_fraction <= 1:
         raise ValueError("--max-bad-fraction must be in [0, 1]")
-    item_split.check_params(n, k)
     return dict(
-        pipeline_name=f"coldstart-{config.name}", dataset=config, N=n, K=k,
+        pipeline_name=f"coldstart-{config.name}", dataset=config, protocol=protocol,
         backbones=backbone_names, methods=method_names, method_options=method_options,
         seeds=list(range(args.seed, args.seed + args.runs)),
         train={"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
@@ -126,6 +142,10 @@ def compiled_pipeline(args: argparse.Namespace):
     if not schema_file:
         if args.dataset not in schemas.builtin():
             raise ValueError("--schema-file is required for a data set of your own")
+        if kwargs["protocol"].name != "item_frequency":
+            raise ValueError("--schema-file is required with --protocol "
+                             f"{kwargs['protocol'].name} (the image holds item_frequency schemas; "
+                             "`python -m schemas` writes the others' text)")
         schema_file = IMAGE_SCHEMA.format(kwargs["dataset"].name)
     return pipeline_lib.create_pipeline(pipeline_root=args.pipeline_root, data_root=args.data_root,
                                         schema_file=schema_file, **kwargs)
@@ -173,11 +193,13 @@ def local_pipeline(args: argparse.Namespace):
     if args.fresh and os.path.exists(paths["pipeline_root"]):
         shutil.rmtree(paths["pipeline_root"])
     os.makedirs(paths["pipeline_root"], exist_ok=True)
-    if builtin:
+    protocol = kwargs["protocol"]
+    if builtin and protocol.name == "item_frequency":
         with open(schemas.schema_path(config.name)) as f:
             schema_text = f.read()
     else:
-        schema_text = schemas.schema_text(config)
+        schema_text = schemas.schema_text(config, protocol.row_features,
+                                          protocol.name.replace("_", "-"))
     # ImportSchemaGen's cache key is the file's path: one path per content keeps --cache honest.
     schema_file = os.path.join(output, "schema", hashlib.sha256(schema_text.encode()).hexdigest()[:16],
                                "schema.pbtxt")

@@ -1,6 +1,8 @@
-"""The TFX graph: ClickLogExampleGen -> QuarantineGate -> ItemSplitGen -> StatisticsGen ->
-ExampleValidator -> AnomalyGate; (ImportSchemaGen) Transform -> per backbone: Trainer (pretrain)
--> WarmupEvaluate -> Evaluator (TFMA, sliced by phase) -> ReportGen."""
+"""The TFX graph: ClickLogExampleGen -> QuarantineGate -> ProtocolSplitGen (the evaluation
+protocol's split; node id ItemSplitGen) -> StatisticsGen -> ExampleValidator -> AnomalyGate;
+(ImportSchemaGen) Transform -> per backbone: Trainer (pretrain on the protocol's pretraining
+split) -> WarmupEvaluate (the protocol's stages) -> Evaluator (TFMA, sliced by stage and the
+protocol's slice features) -> ReportGen."""
 import hashlib
 import json
 import os
@@ -11,14 +13,13 @@ from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
 from components import example_gen as example_gen_lib, log_config, log_reader, tfma_check
-from components.item_split import SPLITS
 from components.protocol_split import ProtocolSplitGen
 from components.report_component import ReportGen
 from components.validation import AnomalyGate
 from components.warmup_component import WarmupEvaluate
-from trainer import features
+from trainer import features, protocols
 
-TRANSFORMED_SPLITS = [s for s in SPLITS if s != "dropped"]
+UNUSED_SPLITS = ("dropped",)  # analysed by Transform (statistics over the whole log), not transformed
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CODE_DIRS = ("pipeline", "components", "trainer", "schemas")  # what the components run
 CODE_SUFFIXES = (".py", ".yaml", ".pbtxt")
@@ -61,9 +62,17 @@ def input_fingerprint(dataset: log_config.DatasetConfig, data_root: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def feature_json(dataset: log_config.DatasetConfig) -> str:
-    """The model's feature layout of `dataset`, as Transform and the Trainer receive it."""
-    return features.to_json(features.from_dataset(dataset.to_dict()))
+def feature_json(dataset: log_config.DatasetConfig,
+                 protocol: Optional[protocols.Protocol] = None) -> str:
+    """The model's feature layout of `dataset` under `protocol` (default: item phases), as
+    Transform and the Trainer receive it."""
+    row_features = protocol.model_features if protocol is not None else ("count",)
+    return features.to_json(features.from_dataset(dataset.to_dict(), row_features))
+
+
+def protocol_config(protocol: protocols.Protocol) -> str:
+    """{"name", "params"} of `protocol` as JSON: how components receive it."""
+    return json.dumps({"name": protocol.name, "params": protocol.params}, sort_keys=True)
 
 
 # Speed (issue 12): no analyzer cache (no run reads one), so the six splits are analysed once, as
@@ -81,18 +90,22 @@ STATS_OPTIONS = tfdv.StatsOptions(desired_batch_size=8192, num_top_values=2,
 
 
 def transform_component(split_examples, schema, dataset: log_config.DatasetConfig,
-                        code: str = "", **options):
-    """Transform of the item-split examples with `trainer.preprocessing`; `code`: the code
-    version, in the cache key; `options` override TRANSFORM_OPTIONS (for tests and
-    benchmarks/transform_variants.py)."""
+                        code: str = "", protocol: Optional[protocols.Protocol] = None, **options):
+    """Transform of the protocol's split examples (default: item phases) with
+    `trainer.preprocessing`; `code`: the code version, in the cache key; `options` override
+    TRANSFORM_OPTIONS (for tests and benchmarks/transform_variants.py)."""
+    protocol = protocol or protocols.build("item_frequency", N=dataset.N, K=dataset.K)
     return tfx.components.Transform(
         examples=split_examples,
         schema=schema,
         preprocessing_fn="trainer.preprocessing.preprocessing_fn",
-        # Statistics over the whole log, dropped items included (spec 1.7).
-        splits_config=transform_pb2.SplitsConfig(analyze=list(SPLITS), transform=TRANSFORMED_SPLITS),
+        # Statistics over the whole log, item phases' dropped items included (spec 1.7).
+        splits_config=transform_pb2.SplitsConfig(
+            analyze=list(protocol.splits),
+            transform=[s for s in protocol.splits if s not in UNUSED_SPLITS]),
         disable_statistics=True,
-        custom_config={"features": feature_json(dataset), "code_version": code},
+        custom_config={"features": feature_json(dataset, protocol), "code_version": code,
+                       "slice_features": [f for f in protocol.slice_features if f != "phase"]},
         **{**TRANSFORM_OPTIONS, **options},
     )
 
@@ -107,8 +120,7 @@ def create_pipeline(
     pipeline_root: str,
     data_root: str,
     dataset: log_config.DatasetConfig,
-    N: int,
-    K: int,
+    protocol: protocols.Protocol,
     schema_file: str,
     backbones: Sequence[str] = ("deepfm",),
     methods: Sequence[str] = ("base",),
@@ -121,20 +133,22 @@ def create_pipeline(
     tfma_seeds: int = 1,
     max_bad_fraction: float = example_gen_lib.DEFAULT_MAX_BAD_FRACTION,
 ) -> tfx.dsl.Pipeline:
-    """`dataset`: how to read `data_root`; `schema_file`: its schema, where the component will
-    read it. `tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
+    """`dataset`: how to read `data_root`; `protocol`: the evaluation protocol (checked);
+    `schema_file`: the schema of the protocol's split examples, where the component will read it. `tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
     `max_bad_fraction`: quarantined rows above this fraction of the input fail the run.
     The raw files' fingerprint and the code version are parameters, so caching sees edits."""
     code = code_version()
     fingerprint = input_fingerprint(dataset, data_root)
     example_gen = example_gen_lib.ClickLogExampleGen(
-        input_base=data_root, dataset_config=json.dumps(dataset.to_dict(), sort_keys=True),
+        # The protocol is not ExampleGen's business: changing it must not re-run ingestion.
+        input_base=data_root,
+        dataset_config=json.dumps({**dataset.to_dict(), "protocol": {}}, sort_keys=True),
         input_fingerprint=fingerprint, code_version=code)
     quarantine_gate = example_gen_lib.QuarantineGate(
         quarantine=example_gen.outputs["quarantine"], max_bad_fraction=max_bad_fraction,
         code_version=code)
-    split = ProtocolSplitGen(examples=example_gen.outputs["examples"], protocol="item_frequency",
-                             params=json.dumps({"N": N, "K": K}),
+    split = ProtocolSplitGen(examples=example_gen.outputs["examples"], protocol=protocol.name,
+                             params=json.dumps(protocol.params, sort_keys=True),
                              code_version=code).with_id("ItemSplitGen")
     split.add_upstream_node(quarantine_gate)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
@@ -143,11 +157,12 @@ def create_pipeline(
                                                 schema=schema.outputs["schema"])
     gate = AnomalyGate(anomalies=validator.outputs["anomalies"], code_version=code)
     transform = transform_component(split.outputs["split_examples"], schema.outputs["schema"],
-                                    dataset, code)
+                                    dataset, code, protocol)
     transform.add_upstream_node(gate)
     per_backbone = []
     for backbone in backbones:
-        run_config = {"dataset": dataset.to_dict(), "data_root": data_root, "N": N, "K": K,
+        run_config = {"dataset": dataset.to_dict(), "data_root": data_root,
+                      "protocol": {"name": protocol.name, "params": protocol.params},
                       "backbone": backbone, "methods": list(methods), "method_options": method_options or {},
                       "seeds": list(seeds), "train": dict(train or {}),
                       "beam_pipeline_args": list(beam_pipeline_args or []),
@@ -157,10 +172,10 @@ def create_pipeline(
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=["base"]),
-            eval_args=tfx.proto.EvalArgs(splits=["test"]),
+            train_args=tfx.proto.TrainArgs(splits=[protocol.pretrain_split]),
+            eval_args=tfx.proto.EvalArgs(splits=[protocol.eval_split]),
             custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
-                           "features": feature_json(dataset), "code_version": code},
+                           "features": feature_json(dataset, protocol), "code_version": code},
         ).with_id(f"Trainer.{backbone}")
         warmup = WarmupEvaluate(
             transformed_examples=transform.outputs["transformed_examples"],
@@ -168,6 +183,7 @@ def create_pipeline(
             model=trainer.outputs["model"],
             methods=",".join(methods),
             method_options=json.dumps(method_options or {}, sort_keys=True),
+            protocol_config=protocol_config(protocol),
             prediction_seeds=tfma_seeds,
             code_version=code,
         ).with_id(f"WarmupEvaluate.{backbone}")
@@ -176,7 +192,7 @@ def create_pipeline(
         if tfma_seeds > 0:
             evaluator = tfx.components.Evaluator(
                 examples=warmup.outputs["predictions"],
-                eval_config=tfma_check.eval_config(tfma_seeds),
+                eval_config=tfma_check.eval_config(tfma_seeds, protocol.slice_features),
                 example_splits=["test"]).with_id(f"Evaluator.{backbone}")
             tfma = {"tfma_evaluation": evaluator.outputs["evaluation"]}
             per_backbone.append(evaluator)

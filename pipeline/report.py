@@ -1,5 +1,5 @@
-"""report.json / report.md from the split statistics and the per-phase metrics (pure functions)."""
-from typing import Any, Dict
+"""report.json / report.md from the split statistics and the per-slice metrics (pure functions)."""
+from typing import Any, Dict, List
 
 import numpy as np
 
@@ -13,38 +13,71 @@ INGEST_COUNTS = (("duplicate_files", "input files matched twice (read once)"),
                  ("identical_side_rows", "side-table rows repeating a key with the same values"))
 
 
+def slice_order(per_seed: Dict[str, Dict[str, Dict[str, float]]]) -> List[str]:
+    """The slices of {seed: {slice: metrics}}, in the order the first seed lists them."""
+    order: List[str] = []
+    for run in per_seed.values():
+        order += [name for name in run if name not in order]
+    return order
+
+
 def aggregate(per_seed: Dict[str, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
-    """{seed: {phase: {auc, f1}}} -> {phase: {auc, auc_std, f1}}; std is the population std."""
+    """{seed: {slice: {auc, f1[, rows]}}} -> {slice: {auc, auc_std, f1[, rows]}}; std is the
+    population std. AUC is None where every seed's is (a slice of one class)."""
     out = {}
-    for phase in PHASES:
-        aucs = np.array([run[phase]["auc"] for run in per_seed.values()])
-        f1s = np.array([run[phase]["f1"] for run in per_seed.values()])
-        out[phase] = {"auc": float(aucs.mean()), "auc_std": float(aucs.std()),
-                      "f1": float(f1s.mean())}
+    for name in slice_order(per_seed):
+        runs = [run[name] for run in per_seed.values() if name in run]
+        aucs = np.array([r["auc"] for r in runs if r["auc"] is not None])
+        f1s = np.array([r["f1"] for r in runs])
+        out[name] = {"auc": float(aucs.mean()) if len(aucs) else None,
+                     "auc_std": float(aucs.std()) if len(aucs) else None, "f1": float(f1s.mean())}
+        if "rows" in runs[0]:
+            out[name]["rows"] = runs[0]["rows"]
     return out
 
 
-def build_report(dataset: str, N: int, K: int, split_stats: Dict[str, int],
-                 phase_metrics: Dict[str, Any], config: Dict[str, Any]) -> Dict[str, Any]:
-    """`methods` aggregates the seeds that finished; `failed` lists the (method, seed) cells that
-    stopped on a non-finite loss, with their message (a method with none finished is left out of
-    `methods`)."""
+def build_report(dataset: str, split_stats: Dict[str, Any], phase_metrics: Dict[str, Any],
+                 config: Dict[str, Any]) -> Dict[str, Any]:
+    """`methods` ({method: {slice: {auc, auc_std, f1, rela_impr}}}) aggregates the seeds that
+    finished; `failed` lists the (method, seed) cells that stopped on a non-finite loss, with
+    their message (a method with none finished is left out of `methods`). `protocol` names the
+    evaluation protocol, its parameters and the slices (item phases: cold .. warm_c; else
+    `overall` and the groups or domains); the item-frequency report keeps N, K and its splits."""
+    protocol = phase_metrics["protocol"]
     methods = {name: aggregate(per_seed) for name, per_seed in phase_metrics["methods"].items()
                if per_seed}
     if "base" in methods:
-        for name, phases in methods.items():
-            for phase, values in phases.items():
-                values["rela_impr"] = metrics.rela_impr(values["auc"], methods["base"][phase]["auc"])
-    return {
-        "dataset": dataset, "backbone": phase_metrics["backbone"], "N": N, "K": K,
+        for name, slices in methods.items():
+            for key, values in slices.items():
+                reference = methods["base"].get(key, {}).get("auc")
+                if values["auc"] is not None and reference is not None:
+                    values["rela_impr"] = metrics.rela_impr(values["auc"], reference)
+    slices: List[str] = list(phase_metrics.get("slices", []))
+    for per_seed in phase_metrics["methods"].values():
+        slices += [name for name in slice_order(per_seed) if name not in slices]
+    report = {"dataset": dataset, "backbone": phase_metrics["backbone"]}
+    if protocol["name"] == "item_frequency":
+        report.update({"N": split_stats["N"], "K": split_stats["K"]})
+        splits = {key: split_stats[key] for key in (*SPLIT_KEYS, "old_items", "new_items",
+                                                    "dropped_items")}
+    else:
+        splits = {key: value for key, value in split_stats.items()
+                  if key not in protocol["params"]}  # rows per split, group or domain sizes
+    report.update({
+        "protocol": {"name": protocol["name"], "params": protocol["params"], "slices": slices},
         "runs": len(phase_metrics["seeds"]), "seeds": list(phase_metrics["seeds"]),
-        "splits": {**{key: split_stats[key] for key in SPLIT_KEYS},
-                   **{key: split_stats[key] for key in ("old_items", "new_items", "dropped_items")}},
+        "splits": splits,
         "methods": methods,
         "per_seed": phase_metrics["methods"],
         "failed": list(phase_metrics.get("failed", [])),
         "config": config,
-    }
+    })
+    return report
+
+
+def report_slices(report: Dict[str, Any]) -> List[str]:
+    """The report's columns (reports written before protocols existed: the item phases)."""
+    return report.get("protocol", {}).get("slices") or list(PHASES)
 
 
 def method_label(name: str) -> str:
@@ -56,35 +89,51 @@ def method_label(name: str) -> str:
 
 def render_markdown(report: Dict[str, Any]) -> str:
     s = report["splits"]
-    lines = [
-        f"# {report['dataset']} / {report['backbone']}: AUC per phase",
-        "",
-        f"N={report['N']}, K={report['K']}, {report['runs']} run(s), seeds {report['seeds']}. "
-        f"Splits (rows): base {s['base']:,}, warm_a {s['warm_a']:,}, warm_b {s['warm_b']:,}, "
-        f"warm_c {s['warm_c']:,}, test {s['test']:,}, dropped {s['dropped']:,}; "
-        f"{s['old_items']:,} old items, {s['new_items']:,} new items.",
-        "",
-        "| method | " + " | ".join(PHASES) + " |",
-        "|---|" + "---|" * len(PHASES),
-    ]
+    slices = report_slices(report)
+    name = report.get("protocol", {}).get("name", "item_frequency")
+    if name == "item_frequency":
+        lines = [
+            f"# {report['dataset']} / {report['backbone']}: AUC per phase",
+            "",
+            f"N={report['N']}, K={report['K']}, {report['runs']} run(s), seeds {report['seeds']}. "
+            f"Splits (rows): base {s['base']:,}, warm_a {s['warm_a']:,}, warm_b {s['warm_b']:,}, "
+            f"warm_c {s['warm_c']:,}, test {s['test']:,}, dropped {s['dropped']:,}; "
+            f"{s['old_items']:,} old items, {s['new_items']:,} new items."]
+    else:
+        params = ", ".join(f"{k}={v}" for k, v in sorted(report["protocol"]["params"].items()))
+        lines = [
+            f"# {report['dataset']} / {report['backbone']}: AUC per slice ({name})",
+            "",
+            f"Protocol {name} ({params}); {report['runs']} run(s), seeds {report['seeds']}. "
+            "Split statistics: " + ", ".join(
+                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in s.items()) + "."]
+    lines += ["", "| method | " + " | ".join(slices) + " |", "|---|" + "---|" * len(slices)]
     failed = report.get("failed", [])
     marked = {cell["method"] for cell in failed}
     for name, phases in report["methods"].items():
         cells = []
-        for phase in PHASES:
-            v = phases[phase]
+        for phase in slices:
+            v = phases.get(phase, {"auc": None})
+            if v["auc"] is None:
+                cells.append("n/a (one class)" if phase in phases else "-")
+                continue
             cell = f"{v['auc']:.4f} ± {v['auc_std']:.4f}"
             if name != "base" and "rela_impr" in v:
                 cell += f" ({v['rela_impr']:+.2f}%)"
             cells.append(cell)
         lines.append(f"| {_label(name, marked)} | " + " | ".join(cells) + " |")
     for name in sorted(marked - set(report["methods"])):
-        lines.append(f"| {_label(name, marked)} | " + " | ".join(["failed"] * len(PHASES)) + " |")
+        lines.append(f"| {_label(name, marked)} | " + " | ".join(["failed"] * len(slices)) + " |")
     lines += ["", "AUC: mean ± population std over runs; F1 (threshold = mean score):", "",
-              "| method | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
+              "| method | " + " | ".join(slices) + " |", "|---|" + "---|" * len(slices)]
     for name, phases in report["methods"].items():
         lines.append(f"| {_label(name, marked)} | "
-                     + " | ".join(f"{phases[p]['f1']:.4f}" for p in PHASES) + " |")
+                     + " | ".join(f"{phases[p]['f1']:.4f}" if p in phases else "-"
+                                  for p in slices) + " |")
+    sizes = next((v for v in report["methods"].values()), {})
+    if any("rows" in sizes.get(p, {}) for p in slices) and name != "item_frequency":
+        lines += ["", "Rows evaluated per slice: "
+                  + ", ".join(f"{p} {sizes[p]['rows']:,}" for p in slices if p in sizes) + "."]
     if failed:
         lines += ["", "**FAILED** (†: the method's figures above are over its other seeds only):"]
         lines += [f"- {cell['method']} seed {cell['seed']}: {cell['message']}" for cell in failed]
@@ -102,7 +151,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
             lines[-1] += " Counted: " + "; ".join(counted) + "."
     if "tfma" in report:
         lines += ["", f"TFMA Evaluator (seeds {', '.join(report['tfma']['seeds'])}): largest "
-                      f"|AUC_TFMA - AUC| over method x seed x phase = "
+                      f"|AUC_TFMA - AUC| over method x seed x slice = "
                       f"{report['tfma']['max_abs_auc_diff']:.1e}."]
     if "wall_seconds" in report:
         lines += ["", f"Wall time: {report['wall_seconds']:.1f} s."]
@@ -120,18 +169,31 @@ def failed_cells(reports: Dict[str, Dict[str, Any]]) -> str:
 
 
 def plot_auc_by_phase(reports: Dict[str, Dict[str, Any]], path: str) -> None:
-    """One panel per backbone, one line per method across cold -> warm_c (error bars: std)."""
+    """One panel per backbone: one line per method across the phases (item phases), or bars per
+    method and slice (groups, domains); error bars: std over the seeds."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
 
     fig, axes = plt.subplots(1, len(reports), figsize=(4.5 * len(reports), 3.6), squeeze=False)
     for ax, (backbone, report) in zip(axes[0], reports.items()):
-        for name, phases in report["methods"].items():
-            ax.errorbar(range(len(PHASES)), [phases[p]["auc"] for p in PHASES],
-                        yerr=[phases[p]["auc_std"] for p in PHASES], marker="o", capsize=3,
-                        label=name)
-        ax.set_xticks(range(len(PHASES)), [p.replace("_", "-") for p in PHASES])
+        slices = report_slices(report)
+        phases_as_lines = report.get("protocol", {}).get("name", "item_frequency") == "item_frequency"
+        width = 0.8 / max(len(report["methods"]), 1)
+        for index, (name, values) in enumerate(report["methods"].items()):
+            auc = [_or_nan(values.get(p, {}).get("auc")) for p in slices]
+            std = [_or_nan(values.get(p, {}).get("auc_std")) for p in slices]
+            if phases_as_lines:
+                ax.errorbar(range(len(slices)), auc, yerr=std, marker="o", capsize=3, label=name)
+            else:  # groups or domains: bars per slice
+                ax.bar(np.arange(len(slices)) + (index - (len(report["methods"]) - 1) / 2) * width,
+                       auc, width, yerr=std, capsize=2, label=name)
+        ax.set_xticks(range(len(slices)), [p.replace("_", "-") for p in slices],
+                      rotation=0 if phases_as_lines else 20)
+        if not phases_as_lines:
+            low = np.nanmin([_or_nan(v.get(p, {}).get("auc")) for v in report["methods"].values()
+                             for p in slices] or [0.5])
+            ax.set_ylim(max(0.0, low - 0.05), None)
         ax.set_title(f"{report['dataset']} / {backbone} ({report['runs']} runs)")
         ax.set_ylabel("test AUC")
         ax.grid(alpha=0.3)
@@ -139,6 +201,10 @@ def plot_auc_by_phase(reports: Dict[str, Dict[str, Any]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _or_nan(value) -> float:
+    return np.nan if value is None else value
 
 
 def render_combined(reports: Dict[str, Dict[str, Any]]) -> str:

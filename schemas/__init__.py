@@ -28,10 +28,15 @@ def schema_path(name: str) -> str:
     return path
 
 
-def schema_text(config) -> str:
-    """schema.pbtxt of a `log_config.DatasetConfig`'s examples after the item split: one entry
-    per field, then `label` (0/1) and `count` (the item's rows, >= 1)."""
-    lines = [f"# Schema of the {config.name} examples after the item-frequency split (input of",
+# The features a protocol's split adds to every row (trainer/protocols: row_features).
+ROW_FEATURES = {"count": ("INT", ["  int_domain { min: 1 }"]), "user_group": ("BYTES", [])}
+
+
+def schema_text(config, row_features=("count",), protocol: str = "item-frequency") -> str:
+    """schema.pbtxt of a `log_config.DatasetConfig`'s examples after the protocol's split: one
+    entry per field, then `label` (0/1) and the split's `row_features` (item_frequency: `count`,
+    the item's rows, >= 1)."""
+    lines = [f"# Schema of the {config.name} examples after the {protocol} split (input of",
              f"# Transform). Generated from dataset.yaml by `python -m schemas`; do not edit."]
 
     def feature(name, kind, body):
@@ -47,7 +52,9 @@ def schema_text(config) -> str:
         else:
             feature(field.name, "INT" if field.type == "timestamp" else "BYTES", single)
     feature("label", "INT", ["  int_domain { min: 0 max: 1 is_categorical: true }", *single])
-    feature("count", "INT", ["  int_domain { min: 1 }", *single])
+    for name in row_features:
+        kind, body = ROW_FEATURES[name]
+        feature(name, kind, [*body, *single])
     return "\n".join(lines) + "\n"
 
 

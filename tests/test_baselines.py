@@ -7,6 +7,7 @@ from tests import fixtures
 from tests.test_backbones import build
 from trainer import features, methods, protocol, task
 from trainer.methods import base as methods_base, generator, metae, mwuf, velf
+from trainer.context import ProtocolContext
 
 CONFIG = protocol.TrainConfig(batch_size=64)
 
@@ -17,7 +18,7 @@ def prepared(name):
     before = model.item_table.numpy().copy()
     splits = fixtures.cold_start_splits()
     method = methods.build(name, seed=0)
-    method.prepare(model, splits, CONFIG)
+    method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
     return model, method, splits, before
 
 
@@ -33,7 +34,7 @@ class DropoutNetTest(tf.test.TestCase):
         splits = fixtures.cold_start_splits()
         config = protocol.TrainConfig(batch_size=64, pretrain_epochs=epochs)
         method = methods.build("dropoutnet", seed=3, dropout_prob=dropout_prob)
-        method.prepare(model, splits, config)
+        method.prepare(model, ProtocolContext.in_memory(splits), config)
         return model, method, splits, config
 
     def test_no_dropout_is_the_trainers_pretraining(self):
@@ -231,7 +232,7 @@ class DropoutNetTableStepTest(tf.test.TestCase):
             model = build("deepfm", seed=5)
             method = methods.build("dropoutnet", seed=3, dropout_prob=1.0,
                                    step_table_when_dropped=step_table)
-            method.prepare(model, fixtures.cold_start_splits(), CONFIG)
+            method.prepare(model, ProtocolContext.in_memory(fixtures.cold_start_splits()), CONFIG)
             tables[step_table] = model.item_table.numpy()
         fresh = methods_base.fresh_backbone(build("deepfm"), 3, fixtures.cold_start_splits()["base"])
         self.assertAllEqual(tables[False], fresh.item_table)

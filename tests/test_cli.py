@@ -75,7 +75,8 @@ class CompileMatchesRunTest(tf.test.TestCase):
         self.assertEqual(compiled_params["QuarantineGate"]["max_bad_fraction"], 0.01)
         self.assertEqual((compiled_params["ItemSplitGen"]["protocol"],
                           json.loads(compiled_params["ItemSplitGen"]["params"])),
-                         ("item_frequency", {"N": 100, "K": 10}))
+                         ("item_frequency", {"N": 100, "K": 10, "view": "final",
+                                             "holdout_fraction": 0.2, "seed": 0}))
         self.assertIn("Evaluator.dcn", compiled_params)  # --tfma-seeds 2
         args = compiled["deploymentSpec"]["executors"]["ClickLogExampleGen_executor"]["container"]
         self.assertEqual(args["args"][-2:], ["--direct_running_mode=multi_processing",

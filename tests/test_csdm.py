@@ -8,6 +8,7 @@ from tests.test_backbones import build
 from tests.test_methods import loss_trend
 from trainer import methods, protocol
 from trainer.methods.csdm import CSDM, schedule
+from trainer.context import ProtocolContext
 
 CONFIG = protocol.TrainConfig(batch_size=64)
 
@@ -20,7 +21,7 @@ def prepared(method, backbone=None):
     backbone = backbone or build("deepfm")
     splits = fixtures.cold_start_splits()
     protocol.seed_everything(0)
-    method.prepare(backbone, splits, CONFIG)
+    method.prepare(backbone, ProtocolContext.in_memory(splits), CONFIG)
     return method, backbone, splits
 
 

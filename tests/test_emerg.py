@@ -12,6 +12,7 @@ from tests.test_backbones import build
 from trainer import features, methods, protocol
 from trainer.emerg import model as emerg_model, training
 from trainer.emerg.model import EmerGEval, EmerGNet
+from trainer.context import ProtocolContext
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets")
 SHORT = {"pretrain_epochs": 2, "pretrain_lr": 1e-2, "pretrain_batch": 64, "meta_epochs": 3,
@@ -239,7 +240,7 @@ class MethodTest(tf.test.TestCase):
         method = methods.build("emerg", seed=seed, **{**SHORT, **options})
         splits = fixtures.cold_start_splits(rows=rows)
         scores = []
-        results = protocol.warm_up_and_evaluate(build("deepfm"), splits,
+        results = protocol.warm_up_and_evaluate(build("deepfm"), ProtocolContext.in_memory(splits),
                                                 protocol.TrainConfig(batch_size=64), seed,
                                                 method, scores_out=scores)
         return method, results, scores
@@ -252,7 +253,7 @@ class MethodTest(tf.test.TestCase):
             self.assertAllEqual(first, second)
         self.assertLess(method.pretrain_losses[-1], method.pretrain_losses[0])
         # The label is the item's parity: adapting each item's psi on its rows pays off.
-        self.assertGreater(results["warm_c"]["auc"], results["cold"]["auc"])
+        self.assertGreater(results["warm_c"]["overall"]["auc"], results["cold"]["overall"]["auc"])
         for split in ("warm_a", "warm_b", "warm_c"):
             self.assertLess(method.warm_losses[split][-1], method.warm_losses[split][0])
         # 25 old items x 3 chunk pairs (meta-epochs a->b, b->c, c->d), one task per step.
@@ -277,7 +278,7 @@ class MethodTest(tf.test.TestCase):
                          "pretrain_graph": "global"}):
             method, results, _ = self.run_protocol(rows=64, **options, meta_epochs=1,
                                                    pretrain_epochs=1)
-            self.assertTrue(all(np.isfinite(r["auc"]) for r in results.values()), options)
+            self.assertTrue(all(np.isfinite(r["overall"]["auc"]) for r in results.values()), options)
             if options.get("graph") == "shared":  # the graph is not item-specific: not adapted
                 psi = method.model.psi_a.numpy()
                 self.assertAllEqual(psi, np.broadcast_to(method.net.shared_graph.numpy(), psi.shape))
@@ -343,7 +344,7 @@ class TaobaoSampleTest(tf.test.TestCase):
         backbone = backbones.build("deepfm", config, vocab)
         protocol.ensure_built(backbone, splits["test"])
         method = methods.build("emerg", seed=0, pretrain_batch=8, warm_epochs=1)
-        results = protocol.warm_up_and_evaluate(backbone, splits, protocol.TrainConfig(), 0,
+        results = protocol.warm_up_and_evaluate(backbone, ProtocolContext.in_memory(splits), protocol.TrainConfig(), 0,
                                                 method)
         net_ = method.net
         # 15 spr fields + click_sequence + price; item fields: item_id, pid, cate_id, campaign_id,
@@ -355,4 +356,4 @@ class TaobaoSampleTest(tf.test.TestCase):
         new_items = len(np.unique(splits["test"]["item_id"]))
         self.assertAllEqual(method.model.steps.numpy(), np.full(new_items, 3 * 2))
         for phase in protocol.PHASES:
-            self.assertTrue(np.isfinite(results[phase]["auc"]), phase)
+            self.assertTrue(np.isfinite(results[phase]["overall"]["auc"]), phase)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests import fixtures
 from tests.test_backbones import build
 from trainer import features, methods, protocol, task
+from trainer.context import ProtocolContext
 
 CONFIG = protocol.TrainConfig(batch_size=64)
 GENERATORS = [("csdm", "csdm"), ("cvar", "cvar")]
@@ -24,7 +25,7 @@ def loss_trend(name, **options):
     model = task.pretrain("deepfm", features.MOVIELENS, fixtures.VOCAB, splits["base"],
                           protocol.TrainConfig(batch_size=64, learning_rate=1e-2), seed=0)
     protocol.seed_everything(0)
-    method.prepare(model, splits, CONFIG)
+    method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
     losses = np.array(method.losses, dtype=np.float64).reshape(len(method.losses), -1)[:, -1]
     return np.mean(losses[:4]), np.mean(losses[-4:])
 
@@ -34,7 +35,7 @@ def prepared_table(name, backbone="deepfm", **options):
     before = model.item_table.numpy().copy()
     splits = fixtures.cold_start_splits()
     protocol.seed_everything(0)
-    methods.build(name, seed=0, **options).prepare(model, splits, CONFIG)
+    methods.build(name, seed=0, **options).prepare(model, ProtocolContext.in_memory(splits), CONFIG)
     return before, model.item_table.numpy(), splits
 
 
@@ -80,9 +81,9 @@ class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
         for warm_data in ("current", "cumulative"):
             method = methods.build(name, seed=0, iters=1, warm_epochs=1, warm_data=warm_data)
             model = build("deepfm")
-            method.prepare(model, splits, CONFIG)
+            method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
             before = len(method.losses)
-            method.after_warm(model, "warm_b", splits, CONFIG)
+            method.after_warm(model, ProtocolContext.in_memory(splits).stage("warm_b"), ProtocolContext.in_memory(splits), CONFIG)
             batches[warm_data] = len(method.losses) - before
         self.assertEqual(batches, {"current": 4, "cumulative": 8})
         with self.assertRaisesRegex(ValueError, "warm_data must be current or cumulative"):
@@ -93,10 +94,10 @@ class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
         model = build("deepfm")
         splits = fixtures.cold_start_splits()
         method = methods.build(name, seed=0, iters=1, init_only=True)
-        method.prepare(model, splits, CONFIG)
+        method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
         rounds = len(method.losses)
         table = model.item_table.numpy().copy()
-        method.after_warm(model, "warm_a", splits, CONFIG)
+        method.after_warm(model, ProtocolContext.in_memory(splits).stage("warm_a"), ProtocolContext.in_memory(splits), CONFIG)
         self.assertLen(method.losses, rounds)
         self.assertAllEqual(model.item_table.numpy(), table)
 
@@ -139,9 +140,9 @@ class TrainedVariablesTest(tf.test.TestCase, parameterized.TestCase):
         model = build("deepfm")
         rounds = RecordedRounds(method)
         with mock.patch.object(protocol, "make_optimizer", rounds):
-            method.prepare(model, splits, CONFIG)
+            method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
             for warm in ("warm_a", "warm_b", "warm_c"):
-                method.after_warm(model, warm, splits, CONFIG)
+                method.after_warm(model, ProtocolContext.in_memory(splits).stage(warm), ProtocolContext.in_memory(splits), CONFIG)
         rounds.finish()
         everything = {v.ref() for v in method_variables(method)}
         self.assertLen(rounds.trained, 4)
@@ -162,7 +163,7 @@ class TrainedVariablesTest(tf.test.TestCase, parameterized.TestCase):
         method = methods.build(name, seed=0)
         rounds = RecordedRounds(method)
         with mock.patch.object(protocol, "make_optimizer", rounds):
-            method.prepare(build("deepfm"), splits, CONFIG)
+            method.prepare(build("deepfm"), ProtocolContext.in_memory(splits), CONFIG)
         rounds.finish()
         trained = set().union(*rounds.trained)
         held = method_variables(method)
@@ -179,7 +180,7 @@ class CVARTest(tf.test.TestCase):
         model = build("deepfm")
         splits = fixtures.cold_start_splits()
         method = methods.build("cvar", seed=0, iters=1)
-        method.prepare(model, splits, CONFIG)
+        method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
         batch = {k: v[:8] for k, v in splits["warm_a"].items()}
         first = method.generate(model, batch, training=False)
         model.item_table.assign(model.item_table * 0 + 3.0)  # e_i does not enter e_p

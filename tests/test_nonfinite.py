@@ -16,6 +16,7 @@ from tests.test_backbones import build
 from tests.test_pipeline_e2e import K, N, write_log
 from trainer import features, methods, protocol, task
 from trainer.methods.cvar import CVAR
+from trainer.context import ProtocolContext
 
 CONFIG = protocol.TrainConfig(batch_size=64)
 
@@ -88,7 +89,7 @@ class LoopTest(tf.test.TestCase):
         for name in ("csdm", "cvar"):
             method = methods.build(name, seed=0, iters=1)
             model = build("deepfm")
-            method.prepare(model, splits, CONFIG)
+            method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
             table = model.item_table.numpy().copy()
             generate = type(method).generate
 
@@ -100,17 +101,19 @@ class LoopTest(tf.test.TestCase):
                 with self.assertRaisesRegex(protocol.NonFiniteLoss,
                                             "non-finite generated embedding \\(nan\\): .*phase "
                                             "overwrite after warm_a"):
-                    method.after_warm(model, "warm_a", splits, CONFIG)
+                    method.after_warm(model, ProtocolContext.in_memory(splits).stage("warm_a"), ProtocolContext.in_memory(splits), CONFIG)
             self.assertAllEqual(model.item_table.numpy(), table)
 
 
 class ReportTest(tf.test.TestCase):
 
     def _report(self, methods_results, failed):
-        stats = {k: 1 for k in report_lib.SPLIT_KEYS + ("old_items", "new_items", "dropped_items")}
+        stats = {k: 1 for k in report_lib.SPLIT_KEYS + ("old_items", "new_items", "dropped_items",
+                                                        "N", "K")}
         return report_lib.build_report(
-            "d", 1, 1, stats, {"backbone": "deepfm", "seeds": [0, 1], "methods": methods_results,
-                               "failed": failed}, {})
+            "d", stats, {"backbone": "deepfm", "seeds": [0, 1], "methods": methods_results,
+                         "failed": failed,
+                         "protocol": {"name": "item_frequency", "params": {"N": 1, "K": 1}}}, {})
 
     def test_failed_cells_are_listed_and_marked(self):
         phases = {p: {"auc": 0.6 + i / 10, "f1": 0.25} for i, p in enumerate(protocol.PHASES)}

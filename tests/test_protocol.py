@@ -5,6 +5,7 @@ import tensorflow as tf
 from tests import fixtures
 from tests.test_backbones import build, snapshot
 from trainer import features, metrics, protocol
+from trainer.context import ProtocolContext
 from trainer.methods import ColdStartMethod
 
 
@@ -45,11 +46,11 @@ class RecordingMethod(ColdStartMethod):
         super().__init__()
         self.calls = []
 
-    def prepare(self, backbone, splits, config):
+    def prepare(self, backbone, context, config):
         self.calls.append(("prepare", None))
 
-    def after_warm(self, backbone, warm_split, splits, config):
-        self.calls.append(("after_warm", warm_split))
+    def after_warm(self, backbone, stage, context, config):
+        self.calls.append(("after_warm", stage.name))
 
 
 class StageLoopTest(tf.test.TestCase):
@@ -63,9 +64,13 @@ class StageLoopTest(tf.test.TestCase):
         splits = self._splits()
         method = RecordingMethod()
         cold_scores = protocol.predict(model, splits["test"])
-        results = protocol.warm_up_and_evaluate(model, splits, protocol.TrainConfig(batch_size=64),
+        results = protocol.warm_up_and_evaluate(model, ProtocolContext.in_memory(splits),
+                                                protocol.TrainConfig(batch_size=64),
                                                 seed=0, method=method)
         self.assertEqual(list(results), ["cold", "warm_a", "warm_b", "warm_c"])
+        self.assertEqual({name: list(r) for name, r in results.items()},
+                         {name: ["overall"] for name in results})
+        results = {name: r["overall"] for name, r in results.items()}
         labels = splits["test"][features.LABEL]
         self.assertAllClose(results["cold"]["auc"], metrics.auc(labels, cold_scores))
         self.assertAllClose(results["cold"]["f1"], metrics.f1_at_mean(labels, cold_scores))
@@ -74,8 +79,28 @@ class StageLoopTest(tf.test.TestCase):
         self.assertEqual(method.calls, [("prepare", None), ("after_warm", "warm_a"),
                                         ("after_warm", "warm_b"), ("after_warm", "warm_c")])
 
+    def test_item_phases_equal_the_loop_before_protocols_bit_for_bit(self):
+        """The stage loop as it was written before protocols existed (spec 3.2: evaluate test;
+        then per warm split, train the item-ID table with seed + 1000 * (index of the phase just
+        evaluated + 1) and evaluate again) gives the same AUC and F1, float for float."""
+        config = protocol.TrainConfig(batch_size=64)
+        for seed in (0, 3):
+            splits = self._splits()
+            model = build("deepfm")
+            protocol.seed_everything(seed)
+            expected = {}
+            for index, (phase, warm) in enumerate(zip(protocol.PHASES,
+                                                      ("warm_a", "warm_b", "warm_c", None))):
+                expected[phase] = protocol.evaluate(model, splits["test"])["overall"]
+                if warm:
+                    protocol.train(model, splits[warm], model.item_id_variables(), config,
+                                   config.warm_epochs, seed=seed + 1000 * (index + 1))
+            got = protocol.warm_up_and_evaluate(build("deepfm"), ProtocolContext.in_memory(splits),
+                                                config, seed)
+            self.assertEqual({phase: r["overall"] for phase, r in got.items()}, expected)
+
     def test_same_seed_same_result(self):
-        runs = [protocol.warm_up_and_evaluate(build("deepfm"), self._splits(),
+        runs = [protocol.warm_up_and_evaluate(build("deepfm"), ProtocolContext.in_memory(self._splits()),
                                               protocol.TrainConfig(batch_size=64), seed=5)
                 for _ in range(2)]
         self.assertEqual(runs[0], runs[1])
@@ -84,7 +109,7 @@ class StageLoopTest(tf.test.TestCase):
         for mode, moves in (("train", True), ("inference", False)):
             model = build("deepfm")
             moving = snapshot(model.non_trainable_variables)
-            protocol.warm_up_and_evaluate(model, self._splits(),
+            protocol.warm_up_and_evaluate(model, ProtocolContext.in_memory(self._splits()),
                                           protocol.TrainConfig(batch_size=64, frozen_mode=mode), 0)
             after = snapshot(model.non_trainable_variables)
             changed = any(not np.array_equal(moving[n], after[n]) for n in moving)

@@ -16,6 +16,7 @@ from pipeline import pipeline as pipeline_lib
 from trainer import data, features, methods, preprocessing, protocol, task
 import schemas
 from tests.test_pipeline_e2e import write_log
+from trainer.context import ProtocolContext
 
 OLD = {"disable_analyzer_cache": False}  # before issue 12
 
@@ -83,6 +84,6 @@ class TransformSpeedTest(tf.test.TestCase):
                 splits = outputs[name]["splits"]
                 model = task.pretrain("deepfm", feature_config, outputs[name]["sizes"],
                                       splits["base"], train, seed)
-                auc[name] = protocol.warm_up_and_evaluate(model, splits, train, seed,
+                auc[name] = protocol.warm_up_and_evaluate(model, ProtocolContext.in_memory(splits), train, seed,
                                                           methods.build("base", seed=seed))
             self.assertEqual(auc["old"], auc["new"])

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from trainer.protocols import Protocol, Stage
+from trainer.protocols import Protocol, Stage, slice_column
 
 Arrays = Dict[str, np.ndarray]
 
@@ -29,6 +29,21 @@ class ProtocolContext:
         self.stages: List[Stage] = protocol.stages()
         self._load = load
         self._cache: Dict[str, Arrays] = {}
+
+    @classmethod
+    def in_memory(cls, splits: Dict[str, Arrays], protocol: Optional[Protocol] = None
+                  ) -> "ProtocolContext":
+        """A context over splits already in memory (default protocol: item phases)."""
+        if protocol is None:
+            from trainer import protocols  # pylint: disable=import-outside-toplevel
+            protocol = protocols.build("item_frequency")
+        return cls(protocol, splits.__getitem__)
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"protocol {self.protocol.name} has no stage {name!r}")
 
     def split(self, name: str) -> Arrays:
         if name not in self._cache:
@@ -68,10 +83,9 @@ class ProtocolContext:
         if stage.adapt_where is None:
             return arrays
         feature, values = stage.adapt_where
-        column = arrays[feature]
-        wanted = np.array([v.encode() if isinstance(v, str) and column.dtype.kind in "SO" else v
-                           for v in values], dtype=object)
-        keep = np.isin(column.astype(object), wanted)
+        column = arrays[slice_column(feature)]  # raw values, as the protocol names them
+        text = [v.decode() if isinstance(v, bytes) else str(v) for v in column]
+        keep = np.isin(np.array(text, dtype=object), np.array([str(v) for v in values], dtype=object))
         return {k: v[keep] for k, v in arrays.items()}
 
     def seen_adaptation_data(self, stage: Stage) -> Arrays:

@@ -5,7 +5,7 @@ The item-ID field is what cold-start methods read and overwrite.
 """
 import dataclasses
 import json
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 LABEL = "label"
 ITEM_ID = "item_id"
@@ -48,15 +48,17 @@ _KINDS = {"categorical": "spr", "multi": "seq", "text": "seq", "numeric": "ctn",
 DEFAULT_SEQ_LEN = 8
 
 
-def from_dataset(config: Dict[str, Any]) -> FeatureConfig:
+def from_dataset(config: Dict[str, Any], row_features: Sequence[str] = ("count",)) -> FeatureConfig:
     """The model's features of a data set config (`DatasetConfig.to_dict()`): its fields in
-    order, then `count` (added by the item split)."""
+    order, then the numeric `row_features` the protocol's split adds (item_frequency: `count`;
+    leave it out of side_info where the protocol adds none)."""
     fields = []
     for f in config["fields"]:
         kind = _KINDS[f["type"]]
         fields.append(Field(f["name"], kind, (f.get("max_len") or DEFAULT_SEQ_LEN) if kind == "seq" else 0))
-    fields.append(Field("count", "ctn"))
-    return FeatureConfig(tuple(fields), tuple(config["side_info"]))
+    fields += [Field(name, "ctn") for name in row_features]
+    names = {f.name for f in fields}
+    return FeatureConfig(tuple(fields), tuple(n for n in config["side_info"] if n in names))
 
 
 def to_json(config: FeatureConfig) -> str:

@@ -15,7 +15,7 @@ number, str one of the choices when they are declared, list and dict JSON (["mus
 import json
 import math
 import re
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 INTEGER = re.compile(r"[+-]?[0-9]+\Z")
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -110,12 +110,16 @@ def validate(cls, options: Dict[str, Any], label: str = "") -> Dict[str, Any]:
     return full
 
 
-def parse_sets(items: Sequence[str], labels: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+def parse_sets(items: Sequence[str], labels: Sequence[str],
+               extra: Optional[Dict[str, type]] = None) -> Dict[str, Dict[str, Any]]:
     """["csdm.iters=2", "csdm/code.train_denoiser=false"] -> {"csdm": {"iters": 2},
     "csdm/code": {"train_denoiser": False}}, for the method labels of `--methods`. Every label and
-    every value is checked; raises ValueError naming the `--set` item at fault."""
+    every value is checked; raises ValueError naming the `--set` item at fault. `extra`: more
+    prefixes and their classes (e.g. {"protocol": the protocol's class}); their options are
+    typed here and validated as a whole by the caller (with defaults from elsewhere merged)."""
     from trainer.methods import method_class  # pylint: disable=import-outside-toplevel
     classes = {label: method_class(label) for label in labels}
+    classes.update(extra or {})
     options: Dict[str, Dict[str, Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -123,7 +127,8 @@ def parse_sets(items: Sequence[str], labels: Sequence[str]) -> Dict[str, Dict[st
         if not sep or not dot or not label or not option:
             raise ValueError(f"--set takes METHOD.OPTION=VALUE, not {item!r}")
         if label not in classes:
-            raise ValueError(f"--set {item}: {label!r} is not in --methods {','.join(labels)}")
+            raise ValueError(f"--set {item}: {label!r} is not in --methods {','.join(labels)}"
+                             + (f" nor one of {', '.join(extra)}" if extra else ""))
         cls = classes[label]
         if option not in cls.defaults:
             raise ValueError(f"--set {item}: {_unknown(cls, label, [option])}")
@@ -133,6 +138,6 @@ def parse_sets(items: Sequence[str], labels: Sequence[str]) -> Dict[str, Dict[st
             options.setdefault(label, {})[option] = parse_value(cls, option, text)
         except ValueError as err:
             raise ValueError(f"--set {item}: {err}") from None
-    for label, cls in classes.items():
-        validate(cls, options.get(label, {}), label)
+    for label in labels:
+        validate(classes[label], options.get(label, {}), label)
     return options

@@ -7,12 +7,14 @@ Statistics come from every split the Transform analyzes; the pipeline analyzes t
   the reference pads with an index that is also a word, spec D19).
 - ctn: min-max scaled to [0, 1].
 
-custom_config: {"features": features.to_json(FeatureConfig)} (set by the pipeline).
+custom_config: {"features": features.to_json(FeatureConfig), "slice_features": [str]} (set by
+the pipeline).
 """
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
+from trainer.protocols import slice_column
 
 
 def vocab_name(field_name: str) -> str:
@@ -45,6 +47,12 @@ def preprocessing_fn(inputs, custom_config):
             value = tf.reshape(tf.cast(raw, tf.float32), [-1])
             outputs[field.name] = tft.scale_to_0_1(value)
     outputs[features.LABEL] = tf.reshape(inputs[features.LABEL], [-1])
+    # Raw values of the protocol's slice features (user_group, domain), for slicing and for
+    # stages restricted to some of their values; no model reads them.
+    for name in custom_config.get("slice_features", []):
+        outputs[slice_column(name)] = tf.reshape(tf.strings.as_string(inputs[name])
+                                                 if inputs[name].dtype != tf.string
+                                                 else inputs[name], [-1])
     return outputs
 
 

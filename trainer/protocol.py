@@ -1,8 +1,8 @@
-"""The training and evaluation protocol (spec section 3), independent of TFX.
+"""Training and the stage loop of an evaluation protocol (spec section 3), independent of TFX.
 
-pretrain(all weights, base, 1 epoch) -> for each run:
-  evaluate(test) = cold; for warm in (warm_a, warm_b, warm_c): train the item-ID table only on
-  warm for 1 epoch, evaluate(test).
+pretrain(all weights, the protocol's pretraining split, 1 epoch) -> for each run, per stage of
+the protocol (trainer/protocols): adapt (item phases: train the item-ID table only on the warm
+split for 1 epoch), evaluate. Item phases: evaluate(test) = cold; then warm_a, warm_b, warm_c.
 Every training call builds a fresh optimizer over the variables it updates; the backbone runs in
 training mode (dropout on, BatchNorm on batch statistics, running statistics updated) in every
 training loop, frozen or not (spec 3.2, D12, D13).
@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import features, metrics
+from trainer.protocols import slice_column
 from trainer.optim import TorchAdam
 
 PHASES = ("cold", "warm_a", "warm_b", "warm_c")
@@ -169,43 +170,80 @@ def predict(model: tf.keras.Model, arrays: Arrays, batch_size: int = 8192) -> np
     return np.concatenate([forward(b).numpy() for b in batches(arrays, batch_size, None)])
 
 
-def evaluate(model: tf.keras.Model, arrays: Arrays, scores_out: Optional[list] = None
-             ) -> Dict[str, float]:
-    """AUC and F1 on `arrays`; the scores are appended to `scores_out` when given."""
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _metrics(labels: np.ndarray, scores: np.ndarray) -> Dict[str, float]:
+    """AUC (None where the rows hold one class only: it is undefined), F1 and the row count."""
+    one_class = len(np.unique(labels)) < 2
+    return {"auc": None if one_class else metrics.auc(labels, scores),
+            "f1": metrics.f1_at_mean(labels, scores), "rows": int(len(labels))}
+
+
+def evaluate(model: tf.keras.Model, arrays: Arrays, scores_out: Optional[list] = None,
+             slice_features: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
+    """{"overall": {auc, f1, rows}} on `arrays`, plus one entry per value of each slice feature
+    (its raw value, as text); the scores are appended to `scores_out` when given."""
     scores = predict(model, arrays)
     check_finite(scores, "evaluate", what="prediction")
     if scores_out is not None:
         scores_out.append(scores)
     labels = arrays[features.LABEL]
-    return {"auc": metrics.auc(labels, scores), "f1": metrics.f1_at_mean(labels, scores)}
+    out = {"overall": _metrics(labels, scores)}
+    for feature in slice_features:
+        column = arrays[slice_column(feature)]
+        for value in np.unique(column):
+            rows = column == value
+            out[_text(value)] = _metrics(labels[rows], scores[rows])
+    return out
 
 
-def warm_up_and_evaluate(model: tf.keras.Model, splits: Dict[str, Arrays], config: TrainConfig,
-                         seed: int, method=None, log: Optional["Progress"] = None,
-                         scores_out: Optional[list] = None) -> Dict[str, Dict[str, float]]:
-    """The stage loop of spec 3.2; returns {phase: {auc, f1}}. `method`: a ColdStartMethod.
-    `scores_out` (optional) receives the test scores of each phase, in phase order."""
+def stage_variables(model, stage, data: Arrays) -> List[tf.Variable]:
+    """What the protocol trains in `stage` when a method does not own the adaptation."""
+    if stage.trains == "item_table":
+        return model.item_id_variables()
+    if stage.trains == "domain":
+        if not hasattr(model, "domain_variables"):
+            raise ValueError(f"stage {stage.name} trains a domain's own parameters, and backbone "
+                             f"{getattr(model, 'registry_name', type(model).__name__)} has none "
+                             "(use a multi-scenario backbone, or no cold domains)")
+        feature = stage.adapt_where[0]
+        return [v for d in np.unique(data[feature]) for v in model.domain_variables(int(d))]
+    raise ValueError(f"stage {stage.name} trains {stage.trains!r}: nothing the protocol knows")
+
+
+def warm_up_and_evaluate(model: tf.keras.Model, context, config: TrainConfig, seed: int,
+                         method=None, log: Optional["Progress"] = None,
+                         scores_out: Optional[list] = None) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """The stage loop of the protocol of `context` (trainer/context.ProtocolContext; item phases:
+    spec 3.2); returns {stage: {slice: {auc, f1}}} (slice "overall" and one per slice-feature
+    value). `method`: a ColdStartMethod. `scores_out` (optional) receives the scores of each
+    stage's evaluation, in stage order."""
     seed_everything(seed)
     if method is not None:  # a method may bring its own model (e.g. EmerG): evaluate that one
-        model = method.prepare(model, splits, config) or model
+        model = method.prepare(model, context, config) or model
+    slice_features = [f for f in context.protocol.slice_features if f != "phase"]
     results = {}
-    warm_splits = ("warm_a", "warm_b", "warm_c", None)
-    for phase, warm in zip(PHASES, warm_splits):
-        results[phase] = evaluate(model, splits["test"], scores_out)
+    for index, stage in enumerate(context.stages):
+        if stage.adapt_split:
+            if log:
+                log.start(f"warm-up on {stage.name}")
+            if method is not None and method.owns_warm_up:
+                method.warm_up(model, stage, context, config)
+            else:
+                data = context.adaptation_data(stage)
+                train(model, data, stage_variables(model, stage, data), config,
+                      config.warm_epochs, seed=seed + 1000 * index, log=log,
+                      training=config.frozen_mode == "train", phase=f"warm-up on {stage.name}")
+            if method is not None:
+                method.after_warm(model, stage, context, config)
+        results[stage.name] = evaluate(model, context.split(stage.evaluate_split), scores_out,
+                                       slice_features)
         if log:
             log.phase = "evaluate"
-            log.note(f"{phase}: auc {results[phase]['auc']:.4f} f1 {results[phase]['f1']:.4f}")
-        if warm:
-            if log:
-                log.start(f"warm-up on {warm}")
-            if method is not None and method.owns_warm_up:
-                method.warm_up(model, warm, splits, config)
-            else:
-                train(model, splits[warm], model.item_id_variables(), config, config.warm_epochs,
-                      seed=seed + 1000 * (1 + PHASES.index(phase)), log=log,
-                      training=config.frozen_mode == "train", phase=f"warm-up on {warm}")
-            if method is not None:
-                method.after_warm(model, warm, splits, config)
+            overall = results[stage.name]["overall"]
+            log.note(f"{stage.name}: auc {overall['auc']:.4f} f1 {overall['f1']:.4f}")
     return results
 
 

@@ -67,7 +67,7 @@ def run_fn(fn_args: FnArgs) -> None:
     failed = {}
     for seed in custom.get("seeds", [0]):
         log = protocol.Progress(prefix=f"seed {seed} ")
-        log.start(f"pretrain {custom.get('backbone', 'deepfm')} on base ({len(base[features.LABEL])} rows)")
+        log.start(f"pretrain {custom.get('backbone', 'deepfm')} ({len(base[features.LABEL])} rows)")
         try:
             model = pretrain(custom.get("backbone", "deepfm"), feature_config, vocab_sizes, base,
                              config, seed, log)

@@ -1,9 +1,12 @@
 """Cold-start methods: one registry, one small interface (spec section 4).
 
-A method sees the pretrained backbone and the splits at two points of the protocol (spec 3.2):
-- `prepare(backbone, splits)`: before the cold evaluation (train a generator on `base`, write
-  warm embeddings into new items' rows of `backbone.item_table`);
-- `after_warm(backbone, split, splits)`: after the item-ID fine-tune on each warm split.
+A method sees the pretrained backbone and a protocol context (trainer/context.py: the
+pretraining data, the items to warm up, each stage's adaptation data; never split names) at the
+points of the protocol's stages (spec 3.2 for item phases):
+- `prepare(backbone, context, config)`: before the first evaluation (e.g. train a generator on the
+  pretraining data, write warm embeddings into new items' rows of `backbone.item_table`);
+- `after_warm(backbone, stage, context, config)`: after each stage's adaptation.
+A method declares the protocols it runs on (`protocols`); another is an error before any work.
 The pipeline never special-cases a method: it looks the name up here. A run can hold several
 variants of one method under labels `name/variant` (e.g. `csdm/code`), each with its own options.
 """

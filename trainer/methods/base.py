@@ -7,7 +7,9 @@ from trainer import options as options_lib
 
 class ColdStartMethod:
     name = ""
-    needs_base = False  # whether `splits` must hold the `base` split too
+    # The protocols (trainer/protocols) the method runs on; None: every one. The methods of
+    # item cold-start write new items' rows of the item-ID table, so they need item phases.
+    protocols = ("item_frequency",)
     defaults: dict = {}  # every option a method takes, with its default (which gives its type)
     choices: dict = {}   # option -> tuple of allowed values
     bounds: dict = {}    # option -> (low, high), inclusive; None: unbounded
@@ -22,19 +24,28 @@ class ColdStartMethod:
     def check(cls, options: dict) -> None:
         """Checks across options (`options`: all of them); raises ValueError."""
 
-    def prepare(self, backbone, splits, config):
-        """Called once before the cold evaluation; may return the model to evaluate instead of
-        `backbone` (a method with its own backbone)."""
+    def prepare(self, backbone, context, config):
+        """Called once before the first evaluation; may return the model to evaluate instead of
+        `backbone` (a method with its own backbone). `context`: trainer.context.ProtocolContext."""
 
-    def warm_up(self, model, warm_split: str, splits, config) -> None:
-        """With `owns_warm_up`: trains on `warm_split` instead of the item-ID fine-tune."""
+    def warm_up(self, model, stage, context, config) -> None:
+        """With `owns_warm_up`: adapts on `context.adaptation_data(stage)` instead of the
+        protocol's default (training what `stage.trains` names)."""
 
-    def after_warm(self, backbone, warm_split: str, splits, config) -> None:
-        """Called after the item-ID table was fine-tuned on `warm_split`."""
+    def after_warm(self, backbone, stage, context, config) -> None:
+        """Called after the protocol's adaptation of `stage` (trainer/protocols.Stage)."""
+
+
+def check_protocol(label: str, cls, protocol_name: str) -> None:
+    """A clear error before any work when method `label` does not run on the protocol."""
+    if cls.protocols is not None and protocol_name not in cls.protocols:
+        raise ValueError(f"method {label} runs on protocol(s) {', '.join(cls.protocols)}, "
+                         f"not {protocol_name}")
 
 
 class Base(ColdStartMethod):
     name = "base"
+    protocols = None
 
 
 def fresh_backbone(backbone: backbones.CTRBackbone, seed: int,

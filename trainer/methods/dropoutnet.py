@@ -20,12 +20,11 @@ from trainer.methods.base import ColdStartMethod, copy_weights, fresh_backbone
 
 class DropoutNet(ColdStartMethod):
     name = "dropoutnet"
-    needs_base = True
     defaults = {"dropout_prob": 0.1, "step_table_when_dropped": False}
     bounds = {"dropout_prob": (0.0, 1.0)}
 
-    def prepare(self, backbone, splits, config) -> None:
-        base = splits["base"]
+    def prepare(self, backbone, context, config) -> None:
+        base = context.pretrain_data
         model = fresh_backbone(backbone, self.seed, base)
         rng = np.random.default_rng(self.seed)
         self.dropped_batches = 0

@@ -62,12 +62,10 @@ PROFILES = {
     "taobao": {"layers": 3, "pretrain_lr": 1e-3, "pretrain_epochs": 1, "meta_lr": 1e-4,
                "meta_epochs": 3, "inner_lr": 1e-3, "warm_lr": 1e-2, "warm_epochs": 16},
 }
-WARM_SPLITS = ("warm_a", "warm_b", "warm_c")
 
 
 class EmerG(ColdStartMethod):
     name = "emerg"
-    needs_base = True
     owns_warm_up = True
     own_backbone = "EmerG GNN"
     defaults = {
@@ -151,13 +149,13 @@ class EmerG(ColdStartMethod):
                         mask=o["mask"], raw_graph=o["raw_graph"],
                         global_graph=o["pretrain_graph"] == "global", seed=self.seed)
 
-    def prepare(self, backbone, splits, config) -> EmerGEval:
+    def prepare(self, backbone, context, config) -> EmerGEval:
         """Stages 0 and 1, then the cold-start psi of every new item; returns the model the
         protocol evaluates (the pretrained `backbone` is not used beyond its feature layout)."""
         o = self.resolved(backbone.config)
         self.hp = hp = self.hyper(o)
         protocol.seed_everything(self.seed)
-        base = splits["base"]
+        base = context.pretrain_data
         self.net = net = self.build_net(backbone.config, backbone.vocab_sizes, o)
         net({k: v[:2] for k, v in base.items()})
         if o["pretrain_graph"] == "global":
@@ -171,8 +169,8 @@ class EmerG(ColdStartMethod):
             training.reinit_item_table(net, self.seed)
             log.start("meta-train")
             self.meta_losses = training.MetaTrainer(net, hp).run(base, log)
-        new = {k: np.concatenate([splits[s][k] for s in WARM_SPLITS + ("test",) if s in splits])
-               for k in base}
+        parts = [context.adaptation_data(s) for s in context.adaptation_stages]
+        new = {k: np.concatenate([p[k] for p in parts + [context.eval_data]]) for k in base}
         items = first_row_per_item(new)
         self.model = model = EmerGEval(net, items[features.ITEM_ID])
         training.init_psi(model, items)
@@ -180,6 +178,6 @@ class EmerG(ColdStartMethod):
         self.warm_losses = {}
         return model
 
-    def warm_up(self, model, warm_split, splits, config) -> None:
-        """Adapts only each item's psi on its rows of `warm_split` (spec 8.3)."""
-        self.warm_losses[warm_split] = self.warm.run(splits[warm_split])
+    def warm_up(self, model, stage, context, config) -> None:
+        """Adapts only each item's psi on its rows of this stage (spec 8.3)."""
+        self.warm_losses[stage.name] = self.warm.run(context.adaptation_data(stage))

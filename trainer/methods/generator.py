@@ -17,7 +17,6 @@ from trainer import features, protocol
 from trainer.methods.base import ColdStartMethod
 
 keras = tf.keras
-WARM_SPLITS = ("warm_a", "warm_b", "warm_c")
 
 
 def uniform_001():
@@ -103,7 +102,6 @@ class GeneratorMethod(ColdStartMethod):
     """Subclasses define `build_modules`, `generator_loss(backbone, batch, training)` and
     `generate(backbone, batch, training)`; everything else (schedule, rounds, overwrite) is here."""
 
-    needs_base = True
     defaults = {
         "iters": 10,             # optimizer steps per batch in every round
         "base_iters": 0,         # steps per batch in the first round, on base (0: `iters`)
@@ -154,25 +152,26 @@ class GeneratorMethod(ColdStartMethod):
         self.built = True
 
     # -- schedule -----------------------------------------------------------------------------
-    def prepare(self, backbone, splits, config) -> None:
+    def prepare(self, backbone, context, config) -> None:
         if not self.built:
             tf.keras.utils.set_random_seed(self.seed)
             self.build_modules(backbone)
-            self.build_layers(backbone, {k: v[:2] for k, v in splits["base"].items()})
-        self.run_round(backbone, splits["base"], config, epochs=1,
+            self.build_layers(backbone, {k: v[:2] for k, v in context.pretrain_data.items()})
+        self.run_round(backbone, context.pretrain_data, config, epochs=1,
                        iters=self.o["base_iters"] or self.o["iters"], phase="round on base")
-        self.overwrite(backbone, splits["warm_a"], config, phase="overwrite after base")
+        self.overwrite(backbone, context.new_item_rows, config, phase="overwrite after base")
 
-    def after_warm(self, backbone, warm_split, splits, config) -> None:
+    def after_warm(self, backbone, stage, context, config) -> None:
         if self.o["init_only"]:
             return
-        arrays = splits[warm_split]
         if self.o["warm_data"] == "cumulative":
-            seen = WARM_SPLITS[:WARM_SPLITS.index(warm_split) + 1]
-            arrays = {k: np.concatenate([splits[name][k] for name in seen]) for k in arrays}
+            arrays = context.seen_adaptation_data(stage)
+        else:
+            arrays = context.adaptation_data(stage)
         self.run_round(backbone, arrays, config, epochs=self.o["warm_epochs"],
-                       iters=self.o["iters"], phase=f"round after {warm_split}")
-        self.overwrite(backbone, splits["warm_a"], config, phase=f"overwrite after {warm_split}")
+                       iters=self.o["iters"], phase=f"round after {stage.name}")
+        self.overwrite(backbone, context.new_item_rows, config,
+                       phase=f"overwrite after {stage.name}")
 
     def run_round(self, backbone, arrays, config, epochs: int, iters: int,
                   phase: str = "round") -> None:

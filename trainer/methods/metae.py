@@ -61,7 +61,6 @@ def meta_loss(backbone, e_a, batch_a, batch_b, inner_lr: float, alpha: float, tr
 
 class MetaEmbedding(ColdStartMethod):
     name = "metae"
-    needs_base = True
     defaults = {
         "epochs": 1,         # passes over the metaE pairs (the reference: 1, i.e. (a, b) only)
         "inner_lr": 1e-3,    # step of the inner update of e_a (hard-coded in the reference)
@@ -69,11 +68,11 @@ class MetaEmbedding(ColdStartMethod):
     }
     bounds = {"epochs": (1, None), "inner_lr": (0.0, None), "alpha": (0.0, 1.0)}
 
-    def prepare(self, backbone, splits, config) -> None:
+    def prepare(self, backbone, context, config) -> None:
         tf.keras.utils.set_random_seed(self.seed)
         o = self.options
         dim = backbone.embed_dim
-        sample = {k: v[:2] for k, v in splits["base"].items()}
+        sample = {k: v[:2] for k, v in context.pretrain_data.items()}
         size = int(backbone_side_info(backbone, sample).shape[1])
         self.generator = tf.keras.Sequential(
             [torch_linear(dim, size, "metae_0", "relu"), torch_linear(dim, dim, "metae_1")])
@@ -93,7 +92,7 @@ class MetaEmbedding(ColdStartMethod):
             optimizer.apply_gradients(outer.gradient(loss, variables))
             return loss
 
-        quarters = meta_splits(splits["base"], self.seed)
+        quarters = meta_splits(context.pretrain_data, self.seed)
         self.losses: List[float] = []
         for epoch in range(o["epochs"]):
             a, b = PAIRS[epoch % 4]
@@ -104,7 +103,7 @@ class MetaEmbedding(ColdStartMethod):
                 protocol.check_finite(self.losses[-1], "meta-training on base",
                                       len(self.losses) - 1)
 
-        items = first_row_per_item(splits["warm_a"])
+        items = first_row_per_item(context.new_item_rows)
         generated = [generate(batch) for batch in protocol.batches(items, config.batch_size, None)]
         write_rows(backbone, items[features.ITEM_ID], tf.concat(generated, axis=0),
                    "overwrite after base")

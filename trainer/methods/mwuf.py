@@ -44,7 +44,6 @@ def _meta_net(dim, name):
 
 class MWUF(ColdStartMethod):
     name = "mwuf"
-    needs_base = True
 
     def warm_embedding(self, backbone, batch):
         items = batch[features.ITEM_ID]
@@ -55,9 +54,9 @@ class MWUF(ColdStartMethod):
         scale = self.meta_scale(s)
         return scale * tf.stop_gradient(tf.gather(self.new_item_emb, items)) + self.meta_shift(u)
 
-    def prepare(self, backbone, splits, config) -> None:
+    def prepare(self, backbone, context, config) -> None:
         tf.keras.utils.set_random_seed(self.seed)
-        base = splits["base"]
+        base = context.pretrain_data
         dim = backbone.embed_dim
         table = backbone.item_table
         self.new_item_emb = tf.Variable(
@@ -95,7 +94,7 @@ class MWUF(ColdStartMethod):
             protocol.check_finite(self.losses[-1], "meta warm-up on base", len(self.losses) - 1)
 
         ids, vectors = [], []
-        for batch in protocol.batches(splits["warm_a"], config.batch_size, self.seed + 1):
+        for batch in protocol.batches(context.new_item_rows, config.batch_size, self.seed + 1):
             ids.append(batch[features.ITEM_ID].numpy())
             vectors.append(self.warm_embedding(backbone, batch))
         write_last_per_item(backbone, np.concatenate(ids), tf.concat(vectors, axis=0),

@@ -42,7 +42,6 @@ def kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> tf.Tensor:
 
 class VELF(ColdStartMethod):
     name = "velf"
-    needs_base = True
     defaults = {
         "kl_weight": 1e-3,          # weight of KL(posterior || learned prior)
         "prior_weight": 1e-4,       # weight of KL(learned prior || hyper-prior)
@@ -61,9 +60,9 @@ class VELF(ColdStartMethod):
         a = backbone_side_info(model, batch, exclude=(features.ITEM_ID,))
         return self.prior_mean(a), self.prior_logvar(a)
 
-    def prepare(self, backbone, splits, config) -> None:
-        self.pretrain(backbone, splits["base"], config)
-        self.write_prior_means(backbone, splits["warm_a"], config)
+    def prepare(self, backbone, context, config) -> None:
+        self.pretrain(backbone, context.pretrain_data, config)
+        self.write_prior_means(backbone, context.new_item_rows, config)
 
     def pretrain(self, backbone, base, config) -> None:
         """Pretrains a fresh copy of `backbone` on the VELF loss and copies it into `backbone`."""

@@ -11,7 +11,8 @@ A protocol declares
 - its stages, in order (`stages()`): a name, the split a method may adapt on in that stage (or
   None), what may train then (`"item_table"`, `"domain"` or None) and the split it evaluates;
 - its slice features (`slice_features`): written with every test prediction; `row_features` are
-  the ones its split adds to every row (the rest come from the stage, e.g. `phase`);
+  the ones its split adds to every row (the rest come from the stage, e.g. `phase`), of which
+  `model_features` are model inputs (numeric);
 - its split, twice: `split(rows)`, the pure reference on an in-memory log of dicts, and
   `beam_split()`, a PTransform from serialized tf.Examples to ({split: serialized tf.Examples},
   a one-element PCollection with the statistics as a JSON string). Tests hold the two equal.
@@ -67,6 +68,8 @@ class Protocol:
     eval_split = "test"
     slice_features: Tuple[str, ...] = ()
     row_features: Tuple[str, ...] = ()
+    model_features: Tuple[str, ...] = ()  # row features the backbones read (item_frequency: count)
+    slice_values: Tuple[str, ...] = ()  # the slice values' order in reports (others: sorted, after)
 
     def __init__(self, **params):
         self.params = options.validate(type(self), params, label=f"protocol {self.name}")
@@ -84,6 +87,26 @@ class Protocol:
     def beam_split(self):
         raise NotImplementedError
 
+    def slice_name(self, value: str) -> str:
+        """How a slice-feature value is named in the report."""
+        return value
+
+    def report_slices(self, results: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
+        """{stage: {slice: metrics}} (trainer/protocol.warm_up_and_evaluate) -> {slice: metrics},
+        the report's columns: the stages when the stage is the slice (`phase`); otherwise the
+        last stage's `overall` and slice values, earlier stages' prefixed `stage/`."""
+        names = [s.name for s in self.stages()]
+        if "phase" in self.slice_features:
+            return {name: results[name]["overall"] for name in names}
+        out = {}
+        order = {value: index for index, value in enumerate(("overall", *self.slice_values))}
+        for name in names:
+            prefix = "" if name == names[-1] else f"{name}/"
+            for key, value in sorted(results[name].items(),
+                                     key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
+                out[prefix + (key if key == "overall" else self.slice_name(key))] = value
+        return out
+
     def describe(self) -> Dict[str, Any]:
         """Name, parameters, split roles, stages and slices, as JSON-ready values."""
         return {"name": self.name, "params": dict(self.params), "splits": list(self.splits),
@@ -91,6 +114,12 @@ class Protocol:
                 "eval_split": self.eval_split, "slice_features": list(self.slice_features),
                 "row_features": list(self.row_features),
                 "stages": [dataclasses.asdict(s) for s in self.stages()]}
+
+
+def slice_column(feature: str) -> str:
+    """The column holding the raw value of slice feature `feature` in the transformed data
+    (trainer/preprocessing.py writes it beside the model's features)."""
+    return f"slice_{feature}"
 
 
 def register(name: str):

@@ -46,6 +46,7 @@ class ItemFrequency(Protocol):
     eval_split = "test"
     slice_features = ("phase",)
     row_features = ("count",)
+    model_features = ("count",)
 
     @classmethod
     def check(cls, params) -> None:

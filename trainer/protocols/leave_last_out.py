@@ -102,6 +102,7 @@ class LeaveLastOut(Protocol):
     validation_split = "validation"
     eval_split = "test"
     slice_features = ("user_group",)
+    slice_values = GROUPS
     row_features = ("user_group",)
 
     @classmethod

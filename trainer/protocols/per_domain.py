@@ -63,7 +63,7 @@ def file_split(path: str, files: Mapping[str, str]) -> str:
 class PerDomain(Protocol):
     defaults = {"domain_field": "domain", "cold_domains": [], "assign": "random",
                 "files": {}, "file_field": "source_file", "train_fraction": 0.8,
-                "validation_fraction": 0.1, "seed": 0}
+                "validation_fraction": 0.1, "seed": 0, "domain_names": {}}
     choices = {"assign": ("random", "files")}
     bounds = {"train_fraction": (0.0, 1.0), "validation_fraction": (0.0, 1.0)}
     splits = SPLITS
@@ -87,6 +87,9 @@ class PerDomain(Protocol):
             wrong = sorted(set(p["files"].values()) - set(SPLITS))
             if wrong:
                 raise ValueError(f"files map to unknown splits {wrong}; known: {list(SPLITS)}")
+
+    def slice_name(self, value: str) -> str:
+        return self.params["domain_names"].get(value, value)
 
     def stages(self) -> List[Stage]:
         stages = [Stage("pretrained")]
