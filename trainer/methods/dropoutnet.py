@@ -23,6 +23,7 @@ class DropoutNet(ColdStartMethod):
     needs_base = True
     defaults = {"dropout_prob": 0.1, "step_table_when_dropped": False}
     bounds = {"dropout_prob": (0.0, 1.0)}
+    search_space = {"dropout_prob": {"type": "float", "min": 0.05, "max": 0.5}}
 
     def prepare(self, backbone, splits, config) -> None:
         base = splits["base"]
