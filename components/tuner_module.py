@@ -26,16 +26,16 @@ objective, status, wall time; the best options; the search's wall time).
 import json
 import os
 import re
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx.components.tuner import executor as tuner_executor
 from tfx.dsl.components.base import executor_spec
-from tfx.types import artifact_utils, standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 
-from trainer import data, method_tuner, protocol, protocols, task
+from trainer import data, method_tuner, methods, protocol, protocols, task, tuning
 from trainer.context import ProtocolContext
 
 TRIALS_FILE = "trials.json"
@@ -68,6 +68,8 @@ def split_loader(patterns: Dict[str, str], spec) -> Callable[[str], protocol.Arr
 def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     custom = fn_args.custom_config or {}
     label = custom["method"]
+    space = tuning.check_space(methods.method_class(label), custom["space"], label,
+                               custom.get("fixed"))
     proto = protocols.build(custom["protocol"]["name"], **custom["protocol"].get("params", {}))
     spec = tft.TFTransformOutput(fn_args.transform_graph_path).transformed_feature_spec()
     patterns = split_patterns(list(fn_args.train_files) + list(fn_args.eval_files))
@@ -88,7 +90,7 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     objective = method_tuner.protocol_objective(label, context, load_backbone, config, seeds,
                                                 custom.get("stages"), custom.get("metric", "auc"))
     tuner = method_tuner.make_tuner(
-        label, custom["space"], objective, custom.get("tuner", "random"),
+        label, space, objective, custom.get("tuner", "random"),
         custom.get("trials", 10), custom.get("seed", 0), fn_args.working_dir,
         custom.get("fixed"), budget=len(seeds))
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
@@ -111,6 +113,33 @@ class MethodTuner(tfx.components.Tuner):
     """tfx.components.Tuner whose executor also writes trials.json (use with tuner_fn above)."""
 
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(TrialsExecutor)
+
+
+def tuner_component(label: str, space: dict, examples, transform_graph, tuning_model,
+                    protocol_name: str, protocol_params: dict, splits=("base", "warm_a", "warm_b",
+                                                                       "warm_c", "test"),
+                    fixed: Optional[dict] = None, tuner: str = "random", trials: int = 10,
+                    seed: int = 0, **config) -> MethodTuner:
+    """The Tuner of method `label` (id `Tuner.<label>`) over the tuning view's transformed
+    `examples` (`splits`: every split a protocol run reads) and its pretrained `tuning_model`.
+    `config`: further custom_config keys (seeds, stages, metric, train, code_version)."""
+    custom = {"method": label, "space": space, "fixed": dict(fixed or {}), "tuner": tuner,
+              "trials": trials, "seed": seed,
+              "protocol": {"name": protocol_name, "params": dict(protocol_params)}, **config}
+    return MethodTuner(
+        tuner_fn="components.tuner_module.tuner_fn", examples=examples,
+        transform_graph=transform_graph, base_model=tuning_model,
+        train_args=tfx.proto.TrainArgs(splits=list(splits[:1])),
+        eval_args=tfx.proto.EvalArgs(splits=list(splits[1:])),
+        custom_config=custom).with_id(f"Tuner.{label.replace('/', '_')}")
+
+
+def hyperparameters_importer(path: str, label: str):
+    """An Importer of a saved best_hyperparameters file, or of a HyperParameters artifact's
+    folder (`--hyperparameters FILE`), in place of the search (id `ImportHyperparameters.<label>`)."""
+    return tfx.dsl.Importer(source_uri=os.path.abspath(path),
+                            artifact_type=standard_artifacts.HyperParameters
+                            ).with_id(f"ImportHyperparameters.{label.replace('/', '_')}")
 
 
 def read_trials(tuner_results_uri: str) -> dict:

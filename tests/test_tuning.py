@@ -13,6 +13,7 @@ import tensorflow_transform as tft
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx.components.tuner import executor as tuner_executor
 from tfx.dsl.components.base import base_executor
+from tfx import types as tfx_types
 from tfx.types import standard_artifacts, standard_component_specs
 
 from components import tuner_module
@@ -468,3 +469,22 @@ class TunerComponentTest(tf.test.TestCase):
                                                     splits["test"]), CONFIG, [0])
         self.assertEqual(objective(methods.CVAR.defaults | best["options"] | {"warm_epochs": 1}),
                          best["objective"])
+
+    def test_component_and_importer_build(self):
+        channel = lambda kind: tfx_types.Channel(type=kind)
+        space = tuning.search_spaces(["csdm"])["csdm"]
+        component = tuner_module.tuner_component(
+            "csdm", space, channel(standard_artifacts.Examples),
+            channel(standard_artifacts.TransformGraph), channel(standard_artifacts.Model),
+            "item_frequency", {"N": 20, "K": 3, "view": "tuning"}, fixed={"iters": 2},
+            trials=12, seeds=[0, 1, 2], code_version="abc")
+        self.assertEqual(component.id, "Tuner.csdm")
+        self.assertEqual(component.executor_spec.executor_class, tuner_module.TrialsExecutor)
+        custom = json.loads(component.exec_properties["custom_config"])
+        self.assertEqual(custom, {
+            "method": "csdm", "space": json.loads(json.dumps(space)), "fixed": {"iters": 2},
+            "tuner": "random", "trials": 12, "seed": 0, "seeds": [0, 1, 2], "code_version": "abc",
+            "protocol": {"name": "item_frequency", "params": {"N": 20, "K": 3, "view": "tuning"}}})
+        importer = tuner_module.hyperparameters_importer("best.json", "csdm")
+        self.assertEqual(importer.id, "ImportHyperparameters.csdm")
+        self.assertEqual(importer.exec_properties["artifact_uri"], os.path.abspath("best.json"))
