@@ -36,11 +36,11 @@ class SearchSpaceTest(tf.test.TestCase):
     def test_declared_spaces_are_valid_and_give_named_hyperparameters(self):
         spaces = tuning.search_spaces(TUNED)
         self.assertEqual(sorted(spaces), sorted(TUNED))
-        hp = tuning.hyperparameters("csdm", spaces["csdm"])
+        hp = method_tuner.hyperparameters("csdm", spaces["csdm"])
         # Defaults are the method's own defaults (all inside the declared ranges).
         self.assertEqual(hp.values, {"csdm.diff_coef": 1.0, "csdm.T": 100, "csdm.stride": 10,
                                      "csdm.iters": 10, "csdm.warm_epochs": 3})
-        self.assertEqual(tuning.hyperparameters("cvar", spaces["cvar"]).values,
+        self.assertEqual(method_tuner.hyperparameters("cvar", spaces["cvar"]).values,
                          {"cvar.iters": 10, "cvar.warm_epochs": 2, "cvar.warm_data": "current"})
         self.assertEqual(spaces["csdm"]["T"], {"type": "int", "min": 50, "max": 200, "step": 50,
                                                "sampling": "linear"})
@@ -68,6 +68,8 @@ class SearchSpaceTest(tf.test.TestCase):
                                 "not 'all'")
         self.assert_space_error("csdm", {"T": {"type": "choice", "values": [50, "100"]}},
                                 "search space csdm: T takes an integer, not '100'")
+        self.assert_space_error("csdm", {"diff_coef": {"type": "choice", "values": [1, 1.0]}},
+                                "search space csdm: diff_coef: values repeat: [1, 1.0]")
         self.assert_space_error("csdm", {"T": {"type": "range", "min": 1, "max": 2}},
                                 "search space csdm: T: a spec is a mapping with type float, int "
                                 "or choice, not {'type': 'range', 'min': 1, 'max': 2}")
@@ -151,6 +153,7 @@ class SearchTest(tf.test.TestCase):
             return -((options["T"] - 100) / 50.0) ** 2
 
         tuner = self.search({"T": {"type": "choice", "values": [50, 100, 200]}}, objective)
+        self.assertEqual(seen[0], 100)  # trial 0: the method's default
         self.assertEqual(sorted(seen), [50, 100, 200])
         self.assertEqual(tuner.best_options(), {"T": 100})
         results = tuner.results()
@@ -166,6 +169,9 @@ class SearchTest(tf.test.TestCase):
         self.assertEqual(options[0], options[1])
         self.assertNotEqual(options[0], options[2])
         for run in runs:
+            self.assertEqual(run["trials"][0]["options"],
+                             {"diff_coef": 1.0, "T": 100, "forward_coef": "c"})
+            self.assertEqual([t["defaults"] for t in run["trials"]], [True, False, False])
             self.assertLen(run["trials"], 3)
             scores = [bowl({**methods.CSDM.defaults, **t["options"]}) for t in run["trials"]]
             self.assertEqual([t["objective"] for t in run["trials"]], scores)
@@ -191,6 +197,13 @@ class SearchTest(tf.test.TestCase):
         # max_epochs 3, factor 3: a bracket of 3 trials at budget 1 and its best at 3, then a
         # bracket of 2 trials at budget 3.
         self.assertEqual(budgets, [1, 1, 1, 3, 3, 3])
+
+    def test_a_space_without_the_defaults_starts_at_random(self):
+        space = {"T": {"type": "choice", "values": [50, 200]},
+                 "diff_coef": {"type": "float", "min": 0.1, "max": 10.0}}
+        runs = [[t["options"]["T"] for t in self.search(space, bowl, trials=2, seed=seed)
+                 .results()["trials"]] for seed in range(4)]
+        self.assertEqual(len({run[0] for run in runs}), 2)
 
     def test_fixed_options_reach_every_trial_and_failures_stay_in_their_trial(self):
         def objective(options):

@@ -1,5 +1,7 @@
 """The search: a keras-tuner tuner whose trial is one run of the protocol's tuning view (issue 17).
 
+`build_oracle` gives keras-tuner's random, Bayesian or Hyperband oracle over `hyperparameters(label,
+space)`; random and Bayesian search start with the method's defaults (trial 0).
 `MethodTuner.run_trial` builds the method's options from the trial's hyperparameters (trainer/
 tuning.py names them `<label>.<option>`) and calls an objective `objective(options) -> float`,
 higher is better. It builds and saves no model, so keras-tuner never sees a tf_keras model
@@ -17,11 +19,70 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import keras_tuner as kt
-from keras_tuner.src.engine import base_tuner
+from keras_tuner.src.engine import base_tuner, trial as trial_lib
 import numpy as np
 
 from trainer import methods, protocol, tuning
 from trainer import options as options_lib
+
+
+def hyperparameters(label: str, space: Mapping[str, Mapping[str, Any]]) -> kt.HyperParameters:
+    """The HyperParameters of a checked space (tuning.search_spaces), named `<label>.<option>`;
+    each default is the method's default where the space can draw it (else keras-tuner's)."""
+    defaults = methods.method_class(label).defaults
+    hp = kt.HyperParameters()
+    for option, spec in space.items():
+        name = f"{label}.{option}"
+        default = defaults[option] if tuning.in_space(spec, defaults[option]) else None
+        if spec["type"] == "choice":
+            hp.Choice(name, spec["values"], default=default)
+        elif spec["type"] == "int":
+            hp.Int(name, spec["min"], spec["max"], step=spec["step"], sampling=spec["sampling"],
+                   default=default)
+        else:
+            hp.Float(name, spec["min"], spec["max"], sampling=spec["sampling"], default=default)
+    return hp
+
+
+def _defaults_first(oracle_class):
+    """`oracle_class` whose first trial runs the method's defaults (the HyperParameters' default
+    values), so the search reports the defaults' objective and never keeps worse options."""
+
+    class DefaultsFirst(oracle_class):
+        def populate_space(self, trial_id):
+            if self.trials:
+                return super().populate_space(trial_id)
+            values = dict(self.hyperparameters.values)
+            self._duplicate(values)  # noted as tried: no random trial repeats it
+            return {"status": trial_lib.TrialStatus.RUNNING, "values": values}
+
+    DefaultsFirst.__name__ = oracle_class.__name__
+    return DefaultsFirst
+
+
+DEFAULTS_FIRST = {"random": _defaults_first(kt.oracles.RandomSearchOracle),
+                  "bayesian": _defaults_first(kt.oracles.BayesianOptimizationOracle)}
+
+
+def build_oracle(kind: str, hp: kt.HyperParameters, trials: int, seed: int, budget: int = 1,
+                 defaults_first: bool = True) -> kt.Oracle:
+    """The keras-tuner oracle `random`, `bayesian` or `hyperband` over `hp`, maximising the
+    objective. keras-tuner draws a random seed for a seed of 0, so the oracle gets `seed + 1`.
+    `defaults_first` (random, bayesian): trial 0 runs hp's defaults (the method's, where the
+    space holds every one of them: see `hyperparameters`).
+    Hyperband: its resource ("epochs") is the number of tuning seeds a trial averages over
+    (`budget`: all of them) and `trials` is its number of Hyperband iterations."""
+    tuning.check_search(kind, trials)
+    common = {"objective": kt.Objective(tuning.OBJECTIVE, "max"), "hyperparameters": hp,
+              "seed": seed + 1, "allow_new_entries": False, "tune_new_entries": False}
+    if kind == "hyperband":
+        return kt.oracles.HyperbandOracle(max_epochs=max(budget, 2), hyperband_iterations=trials,
+                                          **common)
+    if defaults_first:
+        return DEFAULTS_FIRST[kind](max_trials=trials, **common)
+    oracle_class = {"random": kt.oracles.RandomSearchOracle,
+                    "bayesian": kt.oracles.BayesianOptimizationOracle}[kind]
+    return oracle_class(max_trials=trials, **common)
 
 
 class FailedTrial(Exception):
@@ -45,7 +106,8 @@ class MethodTuner(base_tuner.BaseTuner):
         values = trial.hyperparameters.values
         searched = tuning.options_of(values, self.label).get(self.label, {})
         record = {"trial_id": trial.trial_id, "options": searched, "objective": None,
-                  "status": "failed", "message": "", "wall_s": 0.0}
+                  "status": "failed", "message": "", "wall_s": 0.0,
+                  "defaults": all(self.cls.defaults[o] == v for o, v in searched.items())}
         self.trials.append(record)
         start = time.time()
         try:
@@ -93,8 +155,12 @@ def make_tuner(label: str, space, objective: Callable[..., float], kind: str = "
                log=None) -> MethodTuner:
     """A MethodTuner for method `label` over the checked `space` (tuning.search_spaces); its
     keras-tuner state goes under `directory/<label>` (overwritten). `budget`: Hyperband's
-    resource, the number of tuning seeds (tuning.build_oracle)."""
-    oracle = tuning.build_oracle(kind, tuning.hyperparameters(label, space), trials, seed, budget)
+    resource, the number of tuning seeds (build_oracle). Trial 0 runs the method's defaults
+    when the space holds every one of them (random, bayesian)."""
+    hp = hyperparameters(label, space)
+    defaults = methods.method_class(label).defaults
+    inside = all(tuning.in_space(spec, defaults[option]) for option, spec in space.items())
+    oracle = build_oracle(kind, hp, trials, seed, budget, defaults_first=inside)
     return MethodTuner(oracle, label=label, objective=objective, fixed=fixed, log=log,
                        directory=directory, project_name=label.replace("/", "_"), overwrite=True)
 

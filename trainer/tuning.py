@@ -1,5 +1,5 @@
-"""Search spaces of cold-start methods' options, and their keras-tuner form (issue 17). Pure: no
-TFX, no data; keras-tuner is imported only by the functions that build its objects.
+"""Search spaces of cold-start methods' options, and the names of their hyperparameters (issue 17).
+Pure: no TFX, no keras-tuner, no data.
 
 A method class declares `search_space` beside its defaults: {option: spec}, with
   {"type": "float", "min": a, "max": b, "sampling": "linear" | "log"}
@@ -13,7 +13,7 @@ option's type, every value passes the option's choices and bounds) before any wo
 Hyperparameters are named `<method label>.<option>` (e.g. `csdm.diff_coef`), so a saved
 `best_hyperparameters` file (keras-tuner's `HyperParameters.get_config()` JSON, as the TFX Tuner
 writes it) says which method it belongs to; `load_hyperparameters` turns it back into checked
-options (`--hyperparameters FILE`). The search itself: trainer/method_tuner.py.
+options (`--hyperparameters FILE`). The search (keras-tuner): trainer/method_tuner.py.
 """
 import json
 import math
@@ -58,11 +58,12 @@ def check_spec(cls, option: str, spec: Any) -> Dict[str, Any]:
         values = spec.get("values")
         if not isinstance(values, list) or not values:
             raise ValueError(f"{option}: values must be a non-empty list, not {values!r}")
-        if len(set(map(repr, values))) < len(values):
-            raise ValueError(f"{option}: values repeat: {values}")
         if option_type in (list, dict):
             raise ValueError(f"{option} takes {options_lib.TYPE_NAMES[option_type]}: not searchable")
-        return {"type": kind, "values": [options_lib.check_value(cls, option, v) for v in values]}
+        checked = [options_lib.check_value(cls, option, v) for v in values]
+        if len(set(checked)) < len(checked):
+            raise ValueError(f"{option}: values repeat: {values}")
+        return {"type": kind, "values": checked}
     if option_type is not (int if kind == "int" else float):
         raise ValueError(f"{option} takes {options_lib.TYPE_NAMES[option_type]}, not a range "
                          f"of {kind}s")
@@ -159,51 +160,25 @@ def search_spaces(labels: Sequence[str], path: Optional[str] = None,
     return spaces
 
 
-# -- keras-tuner glue ---------------------------------------------------------------------------
-def hyperparameters(label: str, space: Mapping[str, Mapping[str, Any]]):
-    """keras_tuner.HyperParameters of a checked space, named `<label>.<option>`; each default
-    is the method's default when the space holds it."""
-    import keras_tuner as kt  # pylint: disable=import-outside-toplevel
-    from trainer.methods import method_class  # pylint: disable=import-outside-toplevel
-    defaults = method_class(label).defaults
-    hp = kt.HyperParameters()
-    for option, spec in space.items():
-        name, default = f"{label}.{option}", defaults[option]
-        if spec["type"] == "choice":
-            hp.Choice(name, spec["values"], default=default if default in spec["values"] else None)
-            continue
-        inside = spec["min"] <= default <= spec["max"]
-        if spec["type"] == "int":
-            on_grid = spec["sampling"] == "log" or (default - spec["min"]) % spec["step"] == 0
-            hp.Int(name, spec["min"], spec["max"], step=spec["step"], sampling=spec["sampling"],
-                   default=default if inside and on_grid else None)
-        else:
-            hp.Float(name, spec["min"], spec["max"], sampling=spec["sampling"],
-                     default=default if inside else None)
-    return hp
-
-
-def build_oracle(kind: str, hp, trials: int, seed: int, budget: int = 1):
-    """The keras-tuner oracle `random`, `bayesian` or `hyperband` over `hp`, maximising the
-    objective. keras-tuner draws a random seed for a seed of 0, so the oracle gets `seed + 1`.
-    Hyperband: its resource ("epochs") is the number of tuning seeds a trial averages over
-    (`budget`: all of them) and `trials` is its number of Hyperband iterations."""
-    import keras_tuner as kt  # pylint: disable=import-outside-toplevel
+def check_search(kind: str, trials: int) -> None:
+    """`--tuner` and `--trials`, checked before any work."""
     if kind not in TUNERS:
         raise ValueError(f"--tuner must be one of {', '.join(TUNERS)}, not {kind!r}")
     if trials < 1:
         raise ValueError(f"--trials must be at least 1, not {trials}")
-    objective = kt.Objective(OBJECTIVE, "max")
-    common = {"objective": objective, "hyperparameters": hp, "seed": seed + 1,
-              "allow_new_entries": False, "tune_new_entries": False}
-    if kind == "random":
-        return kt.oracles.RandomSearchOracle(max_trials=trials, **common)
-    if kind == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(max_trials=trials, **common)
-    return kt.oracles.HyperbandOracle(max_epochs=max(budget, 2), hyperband_iterations=trials,
-                                      **common)
 
 
+def in_space(spec: Mapping[str, Any], value: Any) -> bool:
+    """Whether a checked spec can draw `value` (on the step grid of a linear int range)."""
+    if spec["type"] == "choice":
+        return value in spec["values"]
+    if not spec["min"] <= value <= spec["max"]:
+        return False
+    return spec["type"] == "float" or spec["sampling"] == "log" or \
+        (value - spec["min"]) % spec["step"] == 0
+
+
+# -- hyperparameter names -----------------------------------------------------------------------
 def options_of(values: Mapping[str, Any], label: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
     """{label: {option: value}} of hyperparameter values `<label>.<option>` (keras-tuner's own
     `tuner/...` entries left out); only `label`'s when given."""
