@@ -106,6 +106,12 @@ class CSDM(GeneratorMethod):
     bounds = {**GeneratorMethod.bounds, "T": (1, None), "stride": (1, None),
               "beta_start": (0.0, 1.0), "beta_end": (0.0, 1.0), "diff_coef": (0.0, None),
               "time_embedding": (2, None)}
+    # Tuned (issue 17): rho (spec D7: 0.1..10), T, stride s, iterations and warm epochs.
+    search_space = {"diff_coef": {"type": "float", "min": 0.1, "max": 10.0, "sampling": "log"},
+                    "T": {"type": "int", "min": 50, "max": 200, "step": 50},
+                    "stride": {"type": "int", "min": 5, "max": 25, "step": 5},
+                    "iters": {"type": "int", "min": 1, "max": 10},
+                    "warm_epochs": {"type": "int", "min": 1, "max": 5}}
 
     @classmethod
     def check(cls, options):

@@ -30,6 +30,10 @@ def _linear(dim, name):
 class CVAR(GeneratorMethod):
     name = "cvar"
     defaults = {**GeneratorMethod.defaults, "iters": 10}  # 10 on MovieLens, 1 on Taobao (run.sh)
+    # Tuned (issue 17): steps per batch (1 on Taobao, 10 on MovieLens), warm rounds and their data.
+    search_space = {"iters": {"type": "int", "min": 1, "max": 10},
+                    "warm_epochs": {"type": "int", "min": 1, "max": 5},
+                    "warm_data": {"type": "choice", "values": ["current", "cumulative"]}}
 
     def build_modules(self, backbone) -> None:
         dim = backbone.embed_dim

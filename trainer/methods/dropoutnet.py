@@ -22,6 +22,7 @@ class DropoutNet(ColdStartMethod):
     name = "dropoutnet"
     defaults = {"dropout_prob": 0.1, "step_table_when_dropped": False}
     bounds = {"dropout_prob": (0.0, 1.0)}
+    search_space = {"dropout_prob": {"type": "float", "min": 0.05, "max": 0.5}}
 
     def prepare(self, backbone, context, config) -> None:
         base = context.pretrain_data

@@ -110,6 +110,11 @@ class EmerG(ColdStartMethod):
               "inner_lr": (0.0, None), "inner_steps": (1, None), "tasks_per_step": (1, None),
               "warm_lr": (0.0, None), "warm_epochs": (0, None), "warm_rows": (1, None),
               "weight_decay": (0.0, None)}
+    # Tuned (issue 17, emerg.md 2.5): inner lr (profiles 1e-3 / 1e-2), alpha, top-k (MovieLens
+    # has F = 9 graph nodes, F^2 = 81; other data sets need their own range: --search-space).
+    search_space = {"inner_lr": {"type": "float", "min": 1e-3, "max": 1e-1, "sampling": "log"},
+                    "alpha": {"type": "float", "min": 0.01, "max": 1.0, "sampling": "log"},
+                    "k": {"type": "int", "min": 20, "max": 80, "step": 10}}
 
     @classmethod
     def check(cls, options):

@@ -67,6 +67,9 @@ class MetaEmbedding(ColdStartMethod):
         "alpha": 0.1,        # weight of L_a (L_b gets 1 - alpha)
     }
     bounds = {"epochs": (1, None), "inner_lr": (0.0, None), "alpha": (0.0, 1.0)}
+    search_space = {"inner_lr": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"},
+                    "alpha": {"type": "float", "min": 0.05, "max": 0.5},
+                    "epochs": {"type": "int", "min": 1, "max": 3}}
 
     def prepare(self, backbone, context, config) -> None:
         tf.keras.utils.set_random_seed(self.seed)

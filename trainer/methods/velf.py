@@ -50,6 +50,8 @@ class VELF(ColdStartMethod):
     }
     bounds = {"kl_weight": (0.0, None), "prior_weight": (0.0, None),
               "hyper_prior_std": (0.0, None), "posterior_logvar": (None, None)}
+    search_space = {"kl_weight": {"type": "float", "min": 1e-4, "max": 1e-1, "sampling": "log"},
+                    "prior_weight": {"type": "float", "min": 1e-5, "max": 1e-2, "sampling": "log"}}
 
     @classmethod
     def check(cls, options):

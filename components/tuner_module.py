@@ -1,0 +1,147 @@
+"""TFX glue of the Tuner (issue 17): `tuner_fn` for `tfx.components.Tuner`, and `MethodTuner`, that
+component with an executor that also writes every trial (`trials.json`).
+
+Inputs: `examples`: the transformed splits of the protocol's tuning view (train_args/eval_args
+name them: every split a run of the protocol reads, e.g. base, warm_a, warm_b, warm_c, test of
+item_frequency's tuning view); `transform_graph`; `base_model`: the backbones pretrained on the
+tuning view (one per seed, the Trainer's Model artifact), or `custom_config["backbone_dir"]`.
+A split that is not an input cannot be read: the objective fails on it, so tuning reads nothing
+of the final view (its test split, its new items).
+
+custom_config (JSON-ready; trainer/tuning.py checks spaces and options before any work):
+  method      the method label to tune (e.g. "csdm")
+  space       its checked search space (tuning.search_spaces(...)[label])
+  fixed       its options from --set ({} if none)
+  tuner       random | bayesian | hyperband;  trials: int;  seed: int (the search's seed)
+  protocol    {"name": ..., "params": {...}}: the protocol of the tuning view
+  seeds       tuning seeds (default: every seed of the tuning backbones' train_config.json)
+  stages      stages the objective averages (default: all);  metric: "auc" (default)
+  train       TrainConfig fields (default: the tuning backbones' train_config.json)
+  backbone_dir  Format-Serving folder of the tuning backbones (default: base_model)
+Outputs: `best_hyperparameters/best_hyperparameters.txt` (keras-tuner's HyperParameters JSON,
+names `<label>.<option>`: tuning.load_hyperparameters reads it), and under `tuner_results`
+TFX's `tuner_results.json` plus our `trials.json` (MethodTuner.results(): every trial's options,
+objective, status, wall time; the best options; the search's wall time).
+"""
+import json
+import os
+import re
+from typing import Callable, Dict, List, Optional
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx.components.tuner import executor as tuner_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+
+from trainer import data, method_tuner, methods, protocol, protocols, task, tuning
+from trainer.context import ProtocolContext
+
+TRIALS_FILE = "trials.json"
+_SPLIT_DIR = re.compile(r"Split-([^/\\]+)[/\\]\*$")
+
+
+def split_patterns(patterns: List[str]) -> Dict[str, str]:
+    """{split: file pattern} of fn_args.train_files + eval_files (`<uri>/Split-<name>/*`)."""
+    out = {}
+    for pattern in patterns:
+        match = _SPLIT_DIR.search(pattern)
+        if not match:
+            raise ValueError(f"tuner input {pattern!r} is not a split of an Examples artifact")
+        out[match.group(1)] = pattern
+    return out
+
+
+def split_loader(patterns: Dict[str, str], spec) -> Callable[[str], protocol.Arrays]:
+    """load(split): the rows of one input split; a split that is not an input raises."""
+
+    def load(name: str) -> protocol.Arrays:
+        if name not in patterns:
+            raise ValueError(f"split {name!r} is not an input of the Tuner (its inputs: "
+                             f"{', '.join(sorted(patterns))})")
+        return data.load_files(sorted(tf.io.gfile.glob(patterns[name])), spec)
+
+    return load
+
+
+def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
+    custom = fn_args.custom_config or {}
+    label = custom["method"]
+    space = tuning.check_space(methods.method_class(label), custom["space"], label,
+                               custom.get("fixed"))
+    proto = protocols.build(custom["protocol"]["name"], **custom["protocol"].get("params", {}))
+    spec = tft.TFTransformOutput(fn_args.transform_graph_path).transformed_feature_spec()
+    patterns = split_patterns(list(fn_args.train_files) + list(fn_args.eval_files))
+    context = ProtocolContext(proto, split_loader(patterns, spec))
+    model_dir = custom.get("backbone_dir") or fn_args.base_model
+    with tf.io.gfile.GFile(os.path.join(model_dir, "train_config.json")) as f:
+        train_config = json.load(f)
+    seeds = custom.get("seeds") or train_config["seeds"]
+    failed = sorted(set(map(str, seeds)) & set(train_config.get("failed", {})))
+    if failed:
+        raise ValueError(f"tune {label}: the tuning backbones of seeds {failed} failed to "
+                         "pretrain: " + "; ".join(train_config["failed"][s] for s in failed))
+    config = protocol.TrainConfig(**custom.get("train", train_config["train"]))
+
+    def load_backbone(seed: int):
+        return task.load(task.seed_dir(model_dir, seed), context.eval_data)
+
+    objective = method_tuner.protocol_objective(label, context, load_backbone, config, seeds,
+                                                custom.get("stages"), custom.get("metric", "auc"))
+    tuner = method_tuner.make_tuner(
+        label, space, objective, custom.get("tuner", "random"),
+        custom.get("trials", 10), custom.get("seed", 0), fn_args.working_dir,
+        custom.get("fixed"), budget=len(seeds))
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
+
+
+class TrialsExecutor(tuner_executor.Executor):
+    """TFX's Tuner executor, plus `trials.json` (MethodTuner.results()) in `tuner_results`."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        if tuner_executor.get_tune_args(exec_properties):
+            raise ValueError("TuneArgs (parallel trials) is not supported by this executor")
+        tuner = tuner_executor.search(input_dict, exec_properties, self._get_tmp_dir())
+        tuner_executor.write_best_hyperparameters(tuner, output_dict)
+        uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.TUNER_RESULTS_KEY])
+        with tf.io.gfile.GFile(os.path.join(uri, TRIALS_FILE), "w") as f:
+            json.dump(tuner.results(), f, indent=1, sort_keys=True)
+
+
+class MethodTuner(tfx.components.Tuner):
+    """tfx.components.Tuner whose executor also writes trials.json (use with tuner_fn above)."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(TrialsExecutor)
+
+
+def tuner_component(label: str, space: dict, examples, transform_graph, tuning_model,
+                    protocol_name: str, protocol_params: dict, splits=("base", "warm_a", "warm_b",
+                                                                       "warm_c", "test"),
+                    fixed: Optional[dict] = None, tuner: str = "random", trials: int = 10,
+                    seed: int = 0, **config) -> MethodTuner:
+    """The Tuner of method `label` (id `Tuner.<label>`) over the tuning view's transformed
+    `examples` (`splits`: every split a protocol run reads) and its pretrained `tuning_model`.
+    `config`: further custom_config keys (seeds, stages, metric, train, code_version)."""
+    custom = {"method": label, "space": space, "fixed": dict(fixed or {}), "tuner": tuner,
+              "trials": trials, "seed": seed,
+              "protocol": {"name": protocol_name, "params": dict(protocol_params)}, **config}
+    return MethodTuner(
+        tuner_fn="components.tuner_module.tuner_fn", examples=examples,
+        transform_graph=transform_graph, base_model=tuning_model,
+        train_args=tfx.proto.TrainArgs(splits=list(splits[:1])),
+        eval_args=tfx.proto.EvalArgs(splits=list(splits[1:])),
+        custom_config=custom).with_id(f"Tuner.{label.replace('/', '_')}")
+
+
+def hyperparameters_importer(path: str, label: str):
+    """An Importer of a saved best_hyperparameters file, or of a HyperParameters artifact's
+    folder (`--hyperparameters FILE`), in place of the search (id `ImportHyperparameters.<label>`)."""
+    return tfx.dsl.Importer(source_uri=os.path.abspath(path),
+                            artifact_type=standard_artifacts.HyperParameters
+                            ).with_id(f"ImportHyperparameters.{label.replace('/', '_')}")
+
+
+def read_trials(tuner_results_uri: str) -> dict:
+    with tf.io.gfile.GFile(os.path.join(tuner_results_uri, TRIALS_FILE)) as f:
+        return json.load(f)
