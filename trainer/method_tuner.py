@@ -172,28 +172,12 @@ def write_best_hyperparameters(tuner: MethodTuner, path: str) -> None:
         json.dump(tuner.get_best_hyperparameters()[0].get_config(), f, sort_keys=True)
 
 
-class SplitsOf(Mapping):
-    """The splits of a ProtocolContext as the mapping `trainer.protocol.warm_up_and_evaluate`
-    takes today, each loaded only when read."""
-
-    def __init__(self, context):
-        self.context = context
-
-    def __getitem__(self, name):
-        return self.context.split(name)
-
-    def __iter__(self):
-        return iter(self.context.protocol.splits)
-
-    def __len__(self):
-        return len(self.context.protocol.splits)
-
-
 def run_protocol(backbone, context, config: protocol.TrainConfig, seed: int, method
                  ) -> Dict[str, Dict[str, float]]:
-    """One warm-up/evaluation run of `context`'s protocol: {stage: {auc, f1}}. The one call of the
-    Tuner into trainer.protocol."""
-    return protocol.warm_up_and_evaluate(backbone, SplitsOf(context), config, seed, method)
+    """One warm-up/evaluation run of `context`'s protocol: {slice: {auc, f1, rows}} (item phases:
+    the phases). The one call of the Tuner into trainer.protocol."""
+    return context.protocol.report_slices(
+        protocol.warm_up_and_evaluate(backbone, context, config, seed, method))
 
 
 def protocol_objective(label: str, context, load_backbone: Callable[[int], Any],
