@@ -30,7 +30,8 @@ def schema_path(name: str) -> str:
 
 def schema_text(config) -> str:
     """schema.pbtxt of a `log_config.DatasetConfig`'s examples after the item split: one entry
-    per field, then `label` (0/1) and `count` (the item's rows, >= 1)."""
+    per field, then `label` (0/1) and `count` (the item's rows, >= 1), then with `history` the
+    history features (item ids and fields: at most `length` values; `hist_len` >= 0)."""
     lines = [f"# Schema of the {config.name} examples after the item-frequency split (input of",
              f"# Transform). Generated from dataset.yaml by `python -m schemas`; do not edit."]
 
@@ -48,6 +49,12 @@ def schema_text(config) -> str:
             feature(field.name, "INT" if field.type == "timestamp" else "BYTES", single)
     feature("label", "INT", ["  int_domain { min: 0 max: 1 is_categorical: true }", *single])
     feature("count", "INT", ["  int_domain { min: 1 }", *single])
+    if config.history:  # components/history.py
+        length = config.history.length
+        for name in ("item_id", *config.history.fields):
+            feature(f"hist_{name}", "BYTES", ["  presence { min_fraction: 1.0 }",
+                                              f"  value_count {{ min: 0 max: {length} }}"])
+        feature("hist_len", "INT", ["  int_domain { min: 0 }", *single])
     return "\n".join(lines) + "\n"
 
 
