@@ -17,6 +17,7 @@ a key, and a list of fields. Every built-in data set is such a config
     label: {column: clicked, positive: ["1"], negative: ["0"]}   # or {column: r, threshold: 4, range: [1, 5]}
     side_info: [item_id, tags, count]    # default: every item field, then count
     split: {N: 200, K: 20}
+    history: {length: 50, unit: day}     # optional: user-history features (hist_*)
     dedupe: true                         # drop (true) or keep (false) exact duplicate log rows
 
 `user_id`, `item_id` and `timestamp` are required field names. Every key is checked when the
@@ -26,6 +27,11 @@ the string "yes"). `negative: other` makes every value that is not positive a 0;
 value in neither list is a bad row. A timestamp outside `range` (default 1990-01-01 .. now + 1
 day; not for line-number or position times) is a bad row. A row that cannot be parsed raises
 `BadRow` with one of REASONS; the reader quarantines it with its file and line number.
+
+`history` (off when absent) gives every example the user's positive items strictly before it in
+time (`unit: day`: from earlier UTC days), oldest first, the newest `length` of them, as
+`hist_item_id` and `hist_<field>` for each listed categorical item field, and their count before
+the cap, `hist_len` (`components/history.py`).
 """
 import calendar
 import codecs
@@ -42,7 +48,8 @@ ROLES = ("user", "item", "context")
 REASONS = ("bad_encoding", "field_count", "empty_id", "bad_number", "bad_timestamp",
            "implausible_timestamp", "missing_value", "bad_label", "unknown_key", "duplicate_key")
 REQUIRED_FIELDS = ("user_id", "item_id", "timestamp")
-SAMPLING = ("popularity", "uniform", "matched")  # how implicit logs' negative items are drawn
+SAMPLING = ("popularity", "uniform", "matched", "din")  # how implicit logs' negatives are drawn
+HISTORY_UNITS = ("event", "day")  # history: earlier timestamps, or earlier UTC days
 LINE_COLUMN = "_line"  # pseudo-column: the row's line number in its file (for logs without time)
 POSITION_COLUMN = "position"  # pseudo-column of `sequences` logs: the item's place in the line
 OTHER = "other"  # `negative: other`: every value that is not positive is a negative
@@ -110,6 +117,13 @@ class LabelSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class HistorySpec:
+    length: int = 50  # newest items kept
+    unit: str = "event"  # "event": rows at an earlier timestamp; "day": rows of earlier days
+    fields: Tuple[str, ...] = ()  # categorical item fields also given as histories
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetConfig:
     name: str
     log: TableSpec
@@ -121,11 +135,12 @@ class DatasetConfig:
     K: int = 20
     negatives_per_positive: int = 0  # implicit logs: sampled non-interacted items per positive
     negative_seed: int = 0
-    negative_sampling: str = "popularity"  # or "uniform", or "matched" (see log_reader)
+    negative_sampling: str = "popularity"  # or "uniform", "matched", "din" (see log_reader)
     dedupe: bool = True  # exact duplicate log rows: dropped (True) or kept (False); counted
     # Evaluation protocol: {"name": the default protocol, <protocol>: {its parameters}}; the
     # item_frequency parameters default to `split: {N, K}`. Checked by trainer/protocols.
     protocol: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    history: Optional[HistorySpec] = None  # user-history features (components/history.py)
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
@@ -316,7 +331,7 @@ def _label(raw: Any) -> LabelSpec:
 def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
     """Validates a config (as loaded from YAML) and returns it; raises ConfigError saying why."""
     _no_unknown(raw, ("name", "log", "joins", "fields", "label", "side_info", "split",
-                      "negatives", "dedupe", "protocol"), "config")
+                      "negatives", "dedupe", "protocol", "history"), "config")
     for key in ("name", "log", "fields", "label"):
         if key not in raw:
             raise ConfigError(f"config: `{key}` is required")
@@ -356,6 +371,9 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
         raise ConfigError("negatives: `seed` must be >= 0")
     if negatives and not label.implicit:
         raise ConfigError("negatives: sampled negatives are for `label: {implicit: true}` only")
+    if sampling == "din" and per_positive != 1:
+        raise ConfigError("negatives: `sampling: din` draws exactly one negative per positive "
+                          "(per_positive: 1)")
     split = raw.get("split", {})
     _no_unknown(split, ("N", "K"), "split")
     item_fields = [f.name for f in fields if f.role == "item"]
@@ -371,7 +389,9 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
                          negative_seed=_get(negatives, "seed", 0, "int", "negatives"),
                          negative_sampling=sampling,
                          dedupe=_get(raw, "dedupe", True, "bool", "config"),
-                         protocol=_protocol(raw.get("protocol", {}), split))
+                         protocol=_protocol(raw.get("protocol", {}), split),
+                         history=_history(raw["history"], fields, log)
+                         if "history" in raw else None)
 
 
 def _protocol(raw: Any, split: Dict[str, Any]) -> Dict[str, Any]:
@@ -391,10 +411,38 @@ def _protocol(raw: Any, split: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def _history(raw: Any, fields: Sequence[FieldSpec], log: TableSpec) -> HistorySpec:
+    _no_unknown(raw, ("length", "unit", "fields"), "history")
+    spec = HistorySpec(length=_get(raw, "length", 50, "int", "history"),
+                       unit=_choice(raw, "unit", "event", HISTORY_UNITS, "history"),
+                       fields=tuple(_get(raw, "fields", [], "strings", "history")))
+    if spec.length < 1:
+        raise ConfigError("history: `length` must be >= 1")
+    by_name = {f.name: f for f in fields}
+    for name in spec.fields:
+        field = by_name.get(name)
+        if field is None or field.role != "item" or field.type != "categorical" \
+                or name == "item_id":
+            raise ConfigError(f"history: fields: {name!r} is not a categorical field with role "
+                              f"item (other than item_id)")
+    if len(set(spec.fields)) != len(spec.fields):
+        raise ConfigError(f"history: fields names a field twice: {list(spec.fields)}")
+    taken = sorted(n for n in by_name if n == "hist_len" or n.startswith("hist_"))
+    if taken:
+        raise ConfigError(f"history: the names hist_* are the history features; rename {taken}")
+    column = by_name["timestamp"].column
+    if spec.unit == "day" and (column == LINE_COLUMN
+                               or (log.format == "sequences" and column == POSITION_COLUMN)):
+        raise ConfigError("history: `unit: day` needs a real timestamp, not a line number or "
+                          "sequence position")
+    return spec
+
+
 # Config keys whose values are names or values as written in the files: YAML must not turn
 # `yes` into True or `01` into 1 there (path from the top; "*" = every list item).
 _AS_WRITTEN = [("name",), ("side_info", "*"), ("label", "column"), ("label", "positive"),
                ("label", "positive", "*"), ("label", "negative"), ("label", "negative", "*"),
+               ("history", "fields", "*"),
                *[(*table, key) for table in (("log",), ("joins", "*"))
                  for key in ("key", "log_key", "sep", "encoding")],
                *[(*table, key, "*") for table in (("log",), ("joins", "*"))
@@ -462,7 +510,9 @@ def from_json(text: str) -> DatasetConfig:
         "label": LabelSpec(**{**raw["label"], "positive": tuple(raw["label"]["positive"]),
                               "negative": tuple(raw["label"]["negative"]),
                               "range": tuple(raw["label"]["range"])}),
-        "side_info": tuple(raw["side_info"])})
+        "side_info": tuple(raw["side_info"]),
+        "history": HistorySpec(**{**raw["history"], "fields": tuple(raw["history"]["fields"])})
+        if raw.get("history") else None})
 
 
 # ----------------------------------------------------------------------------- row parsing

@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 import numpy as np
 import tensorflow as tf
 
-from components import example_io
+from components import example_io, history
 from components.log_config import (LINE_COLUMN, POSITION_COLUMN, BadRow, ConfigError,
                                    DatasetConfig, TableSpec, decode, join, parse_row,
                                    referenced_columns, split_line, timestamp_range)
@@ -361,7 +361,10 @@ class SampleNegatives(beam.DoFn):
     - `matched`: uniformly among the MATCH_WINDOW items on either side of the positive's item in
       the popularity ranking (as `popularity`, and each user's negatives fall on items as
       popular as their positives, so a user's label rate is the same on old and new items);
-    - `uniform`: uniformly over all items."""
+    - `uniform`: uniformly over all items;
+    - `din` (the DIN convention, one per positive): uniformly over all items, each positive's
+      draw seeded by (seed, user, item, timestamp, repeat), so it does not depend on the
+      user's other rows or on how the log is sharded into files."""
 
     MAX_TRIES = 1000  # then draw uniformly among the items the user never had
     MATCH_WINDOW = 50
@@ -371,6 +374,7 @@ class SampleNegatives(beam.DoFn):
         self._seed = config.negative_seed
         self._popularity = config.negative_sampling == "popularity"
         self._matched = config.negative_sampling == "matched"
+        self._din = config.negative_sampling == "din"
         self._pool_id = None
 
     def _setup_pool(self, items) -> None:
@@ -409,10 +413,32 @@ class SampleNegatives(beam.DoFn):
         if len(seen) >= len(self._items):
             return
         rng = np.random.default_rng([self._seed, zlib.crc32(user.encode("utf-8"))])
+        repeats = {}
         for order, features in sorted(positives, key=lambda p: p[0]):
+            if self._din:
+                key = (features["item_id"], features["timestamp"])
+                repeats[key] = repeats.get(key, -1) + 1
+                rng = np.random.default_rng([self._seed, _digest(user, *key, repeats[key])])
             for k in range(self._n):
                 index = self._draw(rng, seen, features["item_id"])
                 yield (*order, "negative", k), {**features, **self._features[index], "label": 0}
+
+
+def _digest(*parts) -> int:
+    """A 128-bit integer of the parts (a seed that no file order can change)."""
+    text = "\x00".join(str(p) for p in parts).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(text).digest()[:16], "little")
+
+
+class AddHistory(beam.DoFn):
+    """(user, [(order, features)]) -> (order, features + the user-history features)."""
+
+    def __init__(self, spec):
+        self._spec = spec
+
+    def process(self, element) -> Iterable:
+        _, rows = element
+        yield from history.user_histories(list(rows), self._spec)
 
 
 def _to_example(features: Dict[str, Any]) -> bytes:
@@ -478,8 +504,12 @@ def ReadClickLog(pipeline: beam.Pipeline, config: DatasetConfig, input_base: str
                      | "GroupUsers" >> beam.GroupByKey()
                      | "Negatives" >> beam.ParDo(SampleNegatives(config), beam.pvalue.AsList(items)))
         outputs.append(negatives)
-    examples = (outputs | "AllExamples" >> beam.Flatten()
-                | "ToExample" >> beam.Map(lambda kv: _to_example(kv[1])))
+    examples = outputs | "AllExamples" >> beam.Flatten()
+    if config.history:  # after the negatives, which take their positive's time
+        examples = (examples | "ByUserForHistory" >> beam.Map(lambda kv: (kv[1]["user_id"], kv))
+                    | "GroupUsersForHistory" >> beam.GroupByKey()
+                    | "History" >> beam.ParDo(AddHistory(config.history)))
+    examples = examples | "ToExample" >> beam.Map(lambda kv: _to_example(kv[1]))
     quarantine = bad | "AllBad" >> beam.Flatten()
 
     def count(pcoll, name):

@@ -35,7 +35,8 @@ ROW_FEATURES = {"count": ("INT", ["  int_domain { min: 1 }"]), "user_group": ("B
 def schema_text(config, row_features=("count",), protocol: str = "item-frequency") -> str:
     """schema.pbtxt of a `log_config.DatasetConfig`'s examples after the protocol's split: one
     entry per field, then `label` (0/1) and the split's `row_features` (item_frequency: `count`,
-    the item's rows, >= 1)."""
+    the item's rows, >= 1), then with `history` the history features (item ids and
+    fields: at most `length` values; `hist_len` >= 0)."""
     lines = [f"# Schema of the {config.name} examples after the {protocol} split (input of",
              f"# Transform). Generated from dataset.yaml by `python -m schemas`; do not edit."]
 

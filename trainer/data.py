@@ -1,7 +1,9 @@
 """Loading transformed splits into memory (they are small enough for the protocol's data sets).
 
-Rows come back in a canonical order (sorted by every column), because Beam writes them in an
-order that can change from run to run; with it, a seed fixes the batches.
+Rows come back in a canonical order (sorted by every column but the user histories), because
+Beam writes them in an order that can change from run to run; with it, a seed fixes the batches.
+A history is a function of the row's user and time, so rows equal in the other columns have equal
+histories, and turning histories on does not reorder the rows.
 """
 from typing import Dict, Sequence
 
@@ -29,6 +31,8 @@ def load_files(files: Sequence[str], feature_spec: Dict[str, tf.io.FixedLenFeatu
 def canonical_order(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     keys = []
     for name in sorted(arrays):
+        if name.startswith("hist_"):  # user histories: see the module docstring
+            continue
         column = arrays[name]
         keys.extend(column.reshape(len(column), -1).T[::-1])
     order = np.lexsort(keys[::-1]) if keys else np.arange(0)

@@ -1,7 +1,10 @@
 """Feature layout of the transformed data, in the reference `description` order (spec 1.2).
 
-Kinds: `spr` categorical id [B], `seq` padded id list [B, L] (0 = padding), `ctn` float [B].
-The item-ID field is what cold-start methods read and overwrite.
+Kinds: `spr` categorical id [B], `seq` padded id list [B, L] (0 = padding), `ctn` float [B]
+(min-max scaled), and the user-history features (data sets with `history:`, components/history.py):
+`hist` padded id list [B, L] in the vocabulary of the field `vocab` (index + 1, 0 = padding,
+oldest first), `raw` float [B] as it is (`hist_len`). Backbones that do not read histories see
+only spr, seq and ctn. The item-ID field is what cold-start methods read and overwrite.
 """
 import dataclasses
 import json
@@ -10,13 +13,16 @@ from typing import Any, Dict, Sequence, Tuple
 LABEL = "label"
 ITEM_ID = "item_id"
 USER_ID = "user_id"
+HIST_ITEM_ID = "hist_item_id"
+HIST_LEN = "hist_len"
 
 
 @dataclasses.dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # "spr" | "seq" | "ctn"
+    kind: str  # "spr" | "seq" | "ctn" | "hist" | "raw"
     seq_len: int = 0
+    vocab: str = ""  # hist: the field whose vocabulary this one shares
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +57,18 @@ DEFAULT_SEQ_LEN = 8
 def from_dataset(config: Dict[str, Any], row_features: Sequence[str] = ("count",)) -> FeatureConfig:
     """The model's features of a data set config (`DatasetConfig.to_dict()`): its fields in
     order, then the numeric `row_features` the protocol's split adds (item_frequency: `count`;
-    leave it out of side_info where the protocol adds none)."""
+    left out of side_info where the protocol adds none), then, with `history`, `hist_item_id`,
+    `hist_<field>` for each history field, and `hist_len`."""
     fields = []
     for f in config["fields"]:
         kind = _KINDS[f["type"]]
         fields.append(Field(f["name"], kind, (f.get("max_len") or DEFAULT_SEQ_LEN) if kind == "seq" else 0))
     fields += [Field(name, "ctn") for name in row_features]
+    history = config.get("history")
+    if history:
+        for name in (ITEM_ID, *history["fields"]):
+            fields.append(Field(f"hist_{name}", "hist", history["length"], vocab=name))
+        fields.append(Field(HIST_LEN, "raw"))
     names = {f.name for f in fields}
     return FeatureConfig(tuple(fields), tuple(n for n in config["side_info"] if n in names))
 
