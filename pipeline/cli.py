@@ -102,8 +102,15 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
     config = load_dataset(args.dataset)
     protocol_name = args.protocol or config.protocol.get("name", "item_frequency")
     protocol_class = protocols.protocol_class(protocol_name)
-    method_options = options.parse_sets(args.method_options, method_names,
-                                        extra={"protocol": protocol_class})
+    method_options = options.parse_sets(
+        args.method_options, method_names,
+        extra={"protocol": protocol_class,
+               **{name: backbones.options_class(name) for name in backbone_names}})
+    backbone_options = {}  # only the options set: the rest are the constructor's defaults
+    for name in backbone_names:
+        given = method_options.pop(name, {})
+        checked = options.validate(backbones.options_class(name), given, name)
+        backbone_options[name] = {k: checked[k] for k in given}
     params = dict(config.protocol.get(protocol_name, {}))
     if protocol_name == "item_frequency":
         params = {"N": config.N, "K": config.K, **params}
@@ -125,6 +132,7 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         raise ValueError("--max-bad-fraction must be in [0, 1]")
     return dict(
         pipeline_name=f"coldstart-{config.name}", dataset=config, protocol=protocol,
+        backbone_options={k: v for k, v in backbone_options.items() if v},
         backbones=backbone_names, methods=method_names, method_options=method_options,
         seeds=list(range(args.seed, args.seed + args.runs)),
         train={"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,

@@ -125,6 +125,7 @@ def create_pipeline(
     backbones: Sequence[str] = ("deepfm",),
     methods: Sequence[str] = ("base",),
     method_options: Optional[Dict[str, Dict[str, Any]]] = None,
+    backbone_options: Optional[Dict[str, Dict[str, Any]]] = None,
     seeds: Sequence[int] = (0,),
     train: Optional[Dict[str, Any]] = None,
     metadata_path: Optional[str] = None,
@@ -175,7 +176,9 @@ def create_pipeline(
             train_args=tfx.proto.TrainArgs(splits=[protocol.pretrain_split]),
             eval_args=tfx.proto.EvalArgs(splits=[protocol.eval_split]),
             custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
-                           "features": feature_json(dataset, protocol), "code_version": code},
+                           "features": feature_json(dataset, protocol), "code_version": code,
+                           **({"backbone_options": backbone_options[backbone]}
+                              if (backbone_options or {}).get(backbone) else {})},
         ).with_id(f"Trainer.{backbone}")
         warmup = WarmupEvaluate(
             transformed_examples=transform.outputs["transformed_examples"],

@@ -130,3 +130,25 @@ class BackboneTest(tf.test.TestCase, parameterized.TestCase):
     def test_unknown_backbone_is_a_clear_error(self):
         with self.assertRaisesRegex(ValueError, "unknown backbone .nope.; known: afm, afn, dcn, deepfm"):
             backbones.build("nope", features.MOVIELENS, fixtures.VOCAB)
+
+
+class ArchitectureOptionsTest(tf.test.TestCase):
+
+    def test_options_round_trip_through_save_and_load(self):
+        tf.keras.utils.set_random_seed(4)
+        model = backbones.build("deepfm", features.MOVIELENS, fixtures.VOCAB, mlp_dims=[32, 8],
+                                dropout=0.0)
+        batch = fixtures.batch(16)
+        protocol.ensure_built(model, batch)
+        self.assertEqual(model.mlp.blocks[0][0].units, 32)
+        self.assertEqual(model.get_config()["options"], {"mlp_dims": [32, 8], "dropout": 0.0})
+        directory = self.create_tempdir().full_path
+        task.save(model, directory)
+        loaded = task.load(directory, batch)
+        self.assertEqual([b[0].units for b in loaded.mlp.blocks], [32, 8])
+        self.assertAllEqual(model(batch, training=False), loaded(batch, training=False))
+
+    def test_options_are_the_constructors_keywords(self):
+        self.assertEqual(backbones.options_class("dcn").defaults,
+                         {"embed_dim": 16, "num_cross": 3, "projection_dim": 1,
+                          "mlp_dims": [16, 16], "dropout": 0.2})

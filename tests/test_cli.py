@@ -129,3 +129,20 @@ class MethodOptionErrorsTest(tf.test.TestCase):
                 self.assertLen(lines, 1)
                 self.assertTrue(lines[0].startswith(f"coldstart: error: {message}"), lines[0])
                 self.assertFalse(os.path.exists(out))
+
+
+class ProtocolAndBackboneOptionsTest(tf.test.TestCase):
+
+    def test_set_reaches_protocol_and_backbone(self):
+        args = cli.parser().parse_args(
+            ["compile", "--data-root", "gs://b/d", "--pipeline-root", "gs://b/r", "--image", "i",
+             "--output", "x.json", "--backbone", "deepfm,dcn", "--set", "deepfm.mlp_dims=[32,16]",
+             "--set", "protocol.N=150", "--K", "5"])
+        kwargs = cli.pipeline_arguments(args)
+        self.assertEqual(kwargs["backbone_options"], {"deepfm": {"mlp_dims": [32, 16]}})
+        self.assertEqual((kwargs["protocol"].name, kwargs["protocol"].params["N"],
+                          kwargs["protocol"].params["K"]), ("item_frequency", 150, 5))
+        with self.assertRaisesRegex(ValueError, r"--set dcn.nope=1: dcn: unknown options"):
+            cli.pipeline_arguments(cli.parser().parse_args(
+                ["compile", "--data-root", "d", "--pipeline-root", "r", "--image", "i",
+                 "--output", "x.json", "--backbone", "dcn", "--set", "dcn.nope=1"]))

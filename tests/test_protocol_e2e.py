@@ -22,7 +22,7 @@ def run(root, config_text, rows, header, *flags):
         f.write(config_text)
     out = os.path.join(root, "out")
     code = cli.main(["run", "--dataset", config, "--data-dir", root, "--batch-size", "64",
-                     "--pretrain-epochs", "2", "--output", out, *flags])
+                     "--pretrain-epochs", "30", "--output", out, *flags])
     assert code == 0, code
     with open(os.path.join(out, "report.json")) as f:
         return json.load(f)

@@ -28,9 +28,33 @@ def register(name: str):
 
 def build(name: str, config: features.FeatureConfig, vocab_sizes: Dict[str, int],
           **kwargs) -> "CTRBackbone":
+    """Backbone `name`; `kwargs`: its architecture options (`options_class(name).defaults`),
+    which `get_config` returns, so that a saved backbone rebuilds as it was."""
+    model = backbone_class(name)(config, vocab_sizes, **kwargs)
+    model.options = {**options_class(name).defaults, **kwargs}
+    return model
+
+
+def backbone_class(name: str):
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name](config, vocab_sizes, **kwargs)
+    return BACKBONES[name]
+
+
+def options_class(name: str) -> type:
+    """The architecture options of backbone `name` in the form trainer/options.py checks
+    (`--set deepfm.mlp_dims=[32,16]`): every keyword argument of its constructor with its
+    default (tuples as lists)."""
+    import inspect  # pylint: disable=import-outside-toplevel
+    defaults = {}
+    for cls in reversed(backbone_class(name).__mro__):
+        if "__init__" in vars(cls) and issubclass(cls, CTRBackbone):
+            for param in inspect.signature(cls.__init__).parameters.values():
+                if param.default is not inspect.Parameter.empty:
+                    value = param.default
+                    defaults[param.name] = list(value) if isinstance(value, tuple) else value
+    return type(f"{name}_options", (), {"defaults": defaults, "choices": {}, "bounds": {},
+                                        "check": classmethod(lambda cls, options: None)})
 
 
 def _uniform():
@@ -132,8 +156,10 @@ class CTRBackbone(keras.Model):
         return tf.reshape(fields, [-1, fields.shape[1] * self.embed_dim])
 
     def get_config(self):
+        options = {k: v for k, v in getattr(self, "options", {}).items() if k != "embed_dim"}
         return {"backbone": self.registry_name, "embed_dim": self.embed_dim,
-                "vocab_sizes": self.vocab_sizes, "features": features.to_json(self.config)}
+                "vocab_sizes": self.vocab_sizes, "features": features.to_json(self.config),
+                "options": options}
 
 
 def fm_interaction(fields: tf.Tensor) -> tf.Tensor:

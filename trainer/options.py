@@ -22,6 +22,9 @@ TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: 
               list: "a list of strings", dict: "a mapping of strings to strings"}
 
 
+ITEM_NAMES = {str: "strings", int: "integers", float: "numbers"}
+
+
 def _option_type(cls, option: str) -> type:
     return type(cls.defaults[option])
 
@@ -64,12 +67,16 @@ def check_value(cls, option: str, value: Any) -> Any:
         value = float(value)
     if kind is list and isinstance(value, tuple):
         value = list(value)
+    # A list's items have the type of the default's items (strings if the default is empty).
+    items = type(cls.defaults[option][0]) if kind is list and cls.defaults[option] else str
     if (type(value) is not kind  # pylint: disable=unidiomatic-typecheck
             or (kind is float and not math.isfinite(value))
-            or (kind is list and not all(isinstance(v, str) for v in value))
+            or (kind is list and not all(type(v) is items for v in value))  # pylint: disable=unidiomatic-typecheck
             or (kind is dict and not all(isinstance(k, str) and isinstance(v, str)
                                          for k, v in value.items()))):
-        raise ValueError(f"{option} takes {TYPE_NAMES[kind]}, not {value!r}")
+        what = (f"a list of {ITEM_NAMES.get(items, items.__name__)}" if kind is list
+                else TYPE_NAMES[kind])
+        raise ValueError(f"{option} takes {what}, not {value!r}")
     if kind in (list, dict):
         return type(value)(value)  # a copy: the caller's value stays its own
     choices = getattr(cls, "choices", {}).get(option)

@@ -35,7 +35,8 @@ def load(directory: str, sample: protocol.Arrays) -> backbones.CTRBackbone:
     with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
         config = json.load(f)
     model = backbones.build(config["backbone"], features.from_json(config["features"]),
-                            config["vocab_sizes"], embed_dim=config["embed_dim"])
+                            config["vocab_sizes"], embed_dim=config["embed_dim"],
+                            **config.get("options", {}))
     protocol.ensure_built(model, sample)
     model.load_weights(os.path.join(directory, "weights")).assert_existing_objects_matched()
     return model
@@ -43,9 +44,10 @@ def load(directory: str, sample: protocol.Arrays) -> backbones.CTRBackbone:
 
 def pretrain(backbone: str, feature_config: features.FeatureConfig, vocab_sizes,
              base: protocol.Arrays, config: protocol.TrainConfig, seed: int,
-             log=None) -> backbones.CTRBackbone:
+             log=None, options=None) -> backbones.CTRBackbone:
+    """`options`: the backbone's architecture options (backbones.options_class)."""
     protocol.seed_everything(seed)
-    model = backbones.build(backbone, feature_config, vocab_sizes)
+    model = backbones.build(backbone, feature_config, vocab_sizes, **(options or {}))
     protocol.ensure_built(model, base)
     try:
         protocol.train(model, base, model.trainable_variables, config, config.pretrain_epochs,
@@ -70,7 +72,7 @@ def run_fn(fn_args: FnArgs) -> None:
         log.start(f"pretrain {custom.get('backbone', 'deepfm')} ({len(base[features.LABEL])} rows)")
         try:
             model = pretrain(custom.get("backbone", "deepfm"), feature_config, vocab_sizes, base,
-                             config, seed, log)
+                             config, seed, log, custom.get("backbone_options", {}))
         except protocol.NonFiniteLoss as err:
             log.note(str(err))
             failed[str(seed)] = str(err)
