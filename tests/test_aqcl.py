@@ -369,6 +369,10 @@ class MethodTest(tf.test.TestCase):
     def test_clear_errors(self):
         with self.assertRaisesRegex(ValueError, "backbone deepfm has no representation h"):
             build_method("icl").prepare(self.base("deepfm"), context_of(self.splits), self.config)
+        without_length = {k: v for k, v in self.splits.items()}
+        without_length["train"] = {k: v for k, v in self.splits["train"].items() if k != "hist_len"}
+        with self.assertRaisesRegex(ValueError, "aqcl: alpha=adaptive needs the history length"):
+            build_method("aqcl").prepare(self.base(), context_of(without_length), self.config)
         with self.assertRaisesRegex(ValueError, "aqcl: w1 must be at least"):
             build_method("aqcl", w1=0.0)
         with self.assertRaisesRegex(ValueError, "alpha must be adaptive or constant"):

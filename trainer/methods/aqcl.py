@@ -175,8 +175,12 @@ class AQCL(_Contrastive):
         init /= np.maximum(np.linalg.norm(init, axis=1, keepdims=True), 1e-12)
         self.codebook = tf.Variable(init.astype(np.float32), name="codebook")
         self.mean_length = self.options["mean_history"] or mean_history_length(data)
-        if self.options["alpha"] == "adaptive" and not self.mean_length > 0:
-            raise ValueError("aqcl: the training data has no positive row, so mean L is 0")
+        if self.options["alpha"] == "adaptive":
+            if din.HISTORY_LENGTH not in data:
+                raise ValueError(f"aqcl: alpha=adaptive needs the history length "
+                                 f"{din.HISTORY_LENGTH!r}, which the data lacks")
+            if not self.mean_length > 0:
+                raise ValueError("aqcl: the training data has no positive row, so mean L is 0")
         return variables + [self.codebook]
 
     def alphas(self, batch):
