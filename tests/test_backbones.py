@@ -28,8 +28,9 @@ ALL = [(name, name) for name in sorted(backbones.BACKBONES)]
 class BackboneTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_registry_has_every_backbone(self):
-        self.assertEqual(sorted(backbones.BACKBONES), ["afm", "afn", "dcn", "deepfm", "fm", "fnn",
-                                                       "ipnn", "opnn", "wd", "xdeepfm"])
+        self.assertEqual(sorted(backbones.BACKBONES),
+                         ["afm", "afn", "dcn", "deepfm", "deepfm_hist", "din", "fm", "fnn", "ipnn",
+                          "opnn", "wd", "wd_hist", "xdeepfm"])
 
     @parameterized.named_parameters(*ALL)
     def test_one_logit_per_row_and_predict_is_its_sigmoid(self, name):

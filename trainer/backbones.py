@@ -57,6 +57,16 @@ def options_class(name: str) -> type:
                                         "check": classmethod(lambda cls, options: None)})
 
 
+# User-history features (issue 14): `hist_<field>` id lists [B, L] that share <field>'s table
+# (index + 1, 0 = padding), and the raw history length `hist_len`. Only history-aware backbones
+# (trainer/din.py) read them; the others leave them out.
+HISTORY_PREFIX = "hist_"
+
+
+def is_history(field: features.Field) -> bool:
+    return field.name.startswith(HISTORY_PREFIX)
+
+
 def _uniform():
     return keras.initializers.RandomUniform(-0.01, 0.01)
 
@@ -103,8 +113,9 @@ class CTRBackbone(keras.Model):
         self.config = config
         self.embed_dim = embed_dim
         self.vocab_sizes = dict(vocab_sizes)
-        self.id_fields = [f for f in config.fields if f.kind in ("spr", "seq")]
-        self.ctn_fields = config.by_kind("ctn")
+        self.id_fields = [f for f in config.fields
+                          if f.kind in ("spr", "seq") and not is_history(f)]
+        self.ctn_fields = tuple(f for f in config.by_kind("ctn") if not is_history(f))
         # Item field first, then the other fields in description order (spec 2.1).
         self.other_fields = [f for f in self.id_fields if f.name != features.ITEM_ID]
         self.tables = {
@@ -139,11 +150,15 @@ class CTRBackbone(keras.Model):
         return self.call_with_item_embedding(item_emb, inputs, training=training)
 
     def call_with_item_embedding(self, item_emb, inputs, training=False):
+        return self.logit(*self.field_embeddings(item_emb, inputs), training)
+
+    def field_embeddings(self, item_emb, inputs):
+        """The fields [B, F, d] (item first) and the raw ctn scalars [B, C]."""
         fields = [item_emb] + [self.embed(f.name, inputs[f.name]) for f in self.other_fields]
         ctn = tf.stack([tf.cast(inputs[f.name], tf.float32) for f in self.ctn_fields], axis=1)
         if self.ctn_as_fields:
             fields += tf.unstack(ctn[:, :, None] * self.ctn_vectors[None], axis=1)
-        return self.logit(tf.stack(fields, axis=1), ctn, training)
+        return tf.stack(fields, axis=1), ctn
 
     def logit(self, fields: tf.Tensor, ctn: tf.Tensor, training: bool) -> tf.Tensor:
         """fields: [B, F, d] (item first); ctn: [B, C] raw scalars. Returns the logit [B]."""
@@ -358,3 +373,6 @@ class XDeepFM(_MLPHead):
             pooled.append(tf.reduce_sum(x, axis=1))
         cin = self.cin_out(tf.concat(pooled, axis=1))[:, 0]
         return self.linear(ctn) + cin + self.head(self.flat(fields), training)
+
+
+from trainer import din  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import

@@ -12,6 +12,7 @@ variants of one method under labels `name/variant` (e.g. `csdm/code`), each with
 """
 from typing import Dict, Type
 
+from trainer.methods.aqcl import AQCL, DMR, ICL, DeepMCP, DropoutNetRegulariser
 from trainer.methods.base import Base, ColdStartMethod
 from trainer.methods.csdm import CSDM
 from trainer.methods.cvar import CVAR
@@ -23,6 +24,7 @@ from trainer.methods.velf import VELF
 
 METHODS: Dict[str, Type[ColdStartMethod]] = {
     cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM, EmerG)}
+METHODS.update({cls.name: cls for cls in (ICL, AQCL, DeepMCP, DMR, DropoutNetRegulariser)})
 
 
 def method_class(label: str) -> Type[ColdStartMethod]:
