@@ -31,7 +31,8 @@ def build(name: str, config: features.FeatureConfig, vocab_sizes: Dict[str, int]
     """Backbone `name`; `kwargs`: its architecture options (`options_class(name).defaults`),
     which `get_config` returns, so that a saved backbone rebuilds as it was."""
     model = backbone_class(name)(config, vocab_sizes, **kwargs)
-    model.options = {**options_class(name).defaults, **kwargs}
+    model.options = {k: v for k, v in {**options_class(name).defaults, **kwargs}.items()
+                     if k != "embed_dim"}  # embed_dim has its own key in get_config
     return model
 
 
