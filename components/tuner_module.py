@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
@@ -93,7 +94,7 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     tuner = method_tuner.make_tuner(
         label, space, objective, custom.get("tuner", "random"),
         custom.get("trials", 10), custom.get("seed", 0), fn_args.working_dir,
-        custom.get("fixed"), budget=len(seeds), log=protocol.Progress(prefix=f"Tuner {label}"))
+        custom.get("fixed"), budget=len(seeds), log=protocol.Progress(prefix=f"Tuner {label}", stream=sys.stderr))
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})
 
 
