@@ -13,13 +13,12 @@ from components import tuner_module
 from components.warmup_component import PhaseEvaluation, read_phase_metrics
 from pipeline import cli
 from pipeline import pipeline as pipeline_lib
-from tests.test_cli import compile_json, task_parameters
+from tests.test_cli import task_parameters
 from tests.test_pipeline_e2e import K, N, write_log
 from trainer import methods, tuning
 
 SMALL = ["--dataset", "ml-1m", "--N", str(N), "--K", str(K), "--methods", "base,cvar",
          "--runs", "1", "--batch-size", "64", "--tfma-seeds", "0"]
-CVAR_SPACE = {"iters", "warm_epochs", "warm_data"}  # cvar's declared search space
 # Cheap trials: CVAR's costly options fixed (--set), a two-point space, which 2 trials cover.
 FIXED = {"iters": 1, "warm_epochs": 1}
 FAST = ["--set", "cvar.iters=1", "--set", "cvar.warm_epochs=1"]
