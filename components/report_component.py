@@ -29,6 +29,10 @@ def write_report(directory: str, report: dict) -> None:
         f.write(report_lib.render_markdown(report))
     report_lib.plot_auc_by_phase({report["backbone"]: report},
                                  os.path.join(directory, "auc_by_phase.png"))
+    for label, section in report.get("tuning", {}).items():
+        if section.get("trials"):
+            report_lib.plot_tuning(label, section, os.path.join(
+                directory, f"tuning_{label.replace('/', '_')}.png"))
 
 
 @component
@@ -40,9 +44,14 @@ def ReportGen(
     dataset: Parameter[str],
     run_config: Parameter[str] = "{}",
     tfma_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
+    tuner_results_1: InputArtifact[standard_artifacts.TunerResults] = None,
+    tuner_results_2: InputArtifact[standard_artifacts.TunerResults] = None,
+    tuner_results_3: InputArtifact[standard_artifacts.TunerResults] = None,
+    tuner_results_4: InputArtifact[standard_artifacts.TunerResults] = None,
 ) -> None:
     """Writes the report into its artifact; `run_config` (JSON) is carried into report.json, and
-    the TFMA Evaluator's AUC is checked against ours (`tfma` key)."""
+    the TFMA Evaluator's AUC is checked against ours (`tfma` key). `tuner_results_*`: the
+    Tuners' results (their trials.json), for the report's `tuning` section."""
     stats = read_split_stats(split_examples.uri)
     phase_metrics = read_phase_metrics(evaluation.uri)
     result = report_lib.build_report(dataset, stats, phase_metrics, json.loads(run_config))
@@ -55,4 +64,11 @@ def ReportGen(
         result["tfma"] = tfma_check.compare(tfma_check.read_auc(tfma_evaluation.uri),
                                             phase_metrics["methods"],
                                             protocols.build(chosen["name"], **chosen["params"]))
+    from components import tuner_module  # pylint: disable=import-outside-toplevel
+    searches = [tuner_module.read_trials(r.uri) for r in (tuner_results_1, tuner_results_2,
+                                                          tuner_results_3, tuner_results_4)
+                if r is not None]
+    if phase_metrics.get("tuned"):
+        result["tuning"] = report_lib.tuning_section(phase_metrics, searches,
+                                                     result["config"].get("tuning", {}))
     write_report(report.uri, result)

@@ -23,9 +23,11 @@ names `<label>.<option>`: tuning.load_hyperparameters reads it), and under `tune
 TFX's `tuner_results.json` plus our `trials.json` (MethodTuner.results(): every trial's options,
 objective, status, wall time; the best options; the search's wall time).
 """
+import hashlib
 import json
 import os
 import re
+import sys
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
@@ -92,8 +94,8 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     tuner = method_tuner.make_tuner(
         label, space, objective, custom.get("tuner", "random"),
         custom.get("trials", 10), custom.get("seed", 0), fn_args.working_dir,
-        custom.get("fixed"), budget=len(seeds))
-    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
+        custom.get("fixed"), budget=len(seeds), log=protocol.Progress(prefix=f"Tuner {label}", stream=sys.stderr))
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})
 
 
 class TrialsExecutor(tuner_executor.Executor):
@@ -102,7 +104,9 @@ class TrialsExecutor(tuner_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         if tuner_executor.get_tune_args(exec_properties):
             raise ValueError("TuneArgs (parallel trials) is not supported by this executor")
-        tuner = tuner_executor.search(input_dict, exec_properties, self._get_tmp_dir())
+        # keras-tuner's own summaries stay off the terminal: MethodTuner prints a line per trial.
+        tuner = tuner_executor.search(input_dict, exec_properties, self._get_tmp_dir(),
+                                      print_tuning_summary=False)
         tuner_executor.write_best_hyperparameters(tuner, output_dict)
         uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.TUNER_RESULTS_KEY])
         with tf.io.gfile.GFile(os.path.join(uri, TRIALS_FILE), "w") as f:
@@ -119,8 +123,8 @@ def tuner_component(label: str, space: dict, examples, transform_graph, tuning_m
                     protocol_name: str, protocol_params: dict, splits=("base", "warm_a", "warm_b",
                                                                        "warm_c", "test"),
                     fixed: Optional[dict] = None, tuner: str = "random", trials: int = 10,
-                    seed: int = 0, **config) -> MethodTuner:
-    """The Tuner of method `label` (id `Tuner.<label>`) over the tuning view's transformed
+                    seed: int = 0, backbone: str = "", **config) -> MethodTuner:
+    """The Tuner of method `label` (id `Tuner.<label>`, or `Tuner.<backbone>.<label>`) over the tuning view's transformed
     `examples` (`splits`: every split a protocol run reads) and its pretrained `tuning_model`.
     `config`: further custom_config keys (seeds, stages, metric, train, code_version)."""
     custom = {"method": label, "space": space, "fixed": dict(fixed or {}), "tuner": tuner,
@@ -131,15 +135,25 @@ def tuner_component(label: str, space: dict, examples, transform_graph, tuning_m
         transform_graph=transform_graph, base_model=tuning_model,
         train_args=tfx.proto.TrainArgs(splits=list(splits[:1])),
         eval_args=tfx.proto.EvalArgs(splits=list(splits[1:])),
-        custom_config=custom).with_id(f"Tuner.{label.replace('/', '_')}")
+        custom_config=custom).with_id(".".join(["Tuner", *([backbone] if backbone else []),
+                                                 label.replace("/", "_")]))
 
 
-def hyperparameters_importer(path: str, label: str):
+def hyperparameters_importer(path: str, label: Optional[str] = None):
     """An Importer of a saved best_hyperparameters file, or of a HyperParameters artifact's
-    folder (`--hyperparameters FILE`), in place of the search (id `ImportHyperparameters.<label>`)."""
-    return tfx.dsl.Importer(source_uri=os.path.abspath(path),
-                            artifact_type=standard_artifacts.HyperParameters
-                            ).with_id(f"ImportHyperparameters.{label.replace('/', '_')}")
+    folder (`--hyperparameters FILE`), in place of the search (id `ImportHyperparameters.<label>`,
+    or `ImportHyperparameters` for a file of every tuned label). A local path is made absolute,
+    a remote one (gs://...) is kept. A local file's sha256 is a custom property of the artifact,
+    so that an edited file is a new artifact (a cached evaluation of the old one is not reused)."""
+    name = "ImportHyperparameters" + (f".{label.replace('/', '_')}" if label else "")
+    properties = {}
+    if "://" not in path:
+        path = os.path.abspath(path)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                properties["sha256"] = hashlib.sha256(f.read()).hexdigest()
+    return tfx.dsl.Importer(source_uri=path, artifact_type=standard_artifacts.HyperParameters,
+                            custom_properties=properties).with_id(name)
 
 
 def read_trials(tuner_results_uri: str) -> dict:

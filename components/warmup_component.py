@@ -11,6 +11,7 @@ message; the other cells go on.
 """
 import json
 import os
+import tempfile
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -19,11 +20,13 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, artifact_utils, standard_artifacts
 
 from components import example_io
-from trainer import data, features, methods as methods_lib, protocol, protocols, task
+from trainer import data, features, methods as methods_lib, protocol, protocols, task, tuning
 from trainer.context import ProtocolContext
 from trainer.protocols import slice_column
 
 METRICS_FILE = "phase_metrics.json"
+MAX_TUNED = 4  # tuned methods per run: one optional HyperParameters input each
+TUNED_SUFFIX = "/tuned"  # the label of a method evaluated with its tuned options
 
 
 class PhaseEvaluation(artifact.Artifact):
@@ -49,6 +52,11 @@ def WarmupEvaluate(
     protocol_config: Parameter[str] = '{"name": "item_frequency", "params": {}}',
     prediction_seeds: Parameter[int] = 1,
     code_version: Parameter[str] = "",  # cache key only  # pylint: disable=unused-argument
+    tuned: Parameter[str] = "",
+    hyperparameters_1: InputArtifact[standard_artifacts.HyperParameters] = None,
+    hyperparameters_2: InputArtifact[standard_artifacts.HyperParameters] = None,
+    hyperparameters_3: InputArtifact[standard_artifacts.HyperParameters] = None,
+    hyperparameters_4: InputArtifact[standard_artifacts.HyperParameters] = None,
 ) -> None:
     """Every stage of the protocol (item phases: cold / warm_a / warm_b / warm_c on `test`) for
     every pretrained seed and method: AUC and F1 overall and per slice.
@@ -57,9 +65,19 @@ def WarmupEvaluate(
     `protocol_config`: JSON {"name", "params"} of the evaluation protocol (trainer/protocols).
     `prediction_seeds`: how many seeds (the first ones) have their predictions written for
     the TFMA Evaluator (TFMA reads about 2k rows/s here, so all seeds of a large run are slow).
+    `tuned`: comma-separated labels of `methods` evaluated again as `<label>/tuned`, right after
+    `<label>`, with their `method_options` overlaid with the best options of the
+    `hyperparameters_*` artifacts (the Tuners' or an imported file's; decorator components take
+    one artifact per input, hence up to MAX_TUNED of them).
     """
     options = json.loads(method_options)
     names = methods.split(",")
+    best = tuned_options([a for a in (hyperparameters_1, hyperparameters_2, hyperparameters_3,
+                                      hyperparameters_4) if a is not None],
+                         [t for t in tuned.split(",") if t])
+    for label, found in best.items():
+        names.insert(names.index(label) + 1, label + TUNED_SUFFIX)
+        options[label + TUNED_SUFFIX] = {**options.get(label, {}), **found}
     chosen = json.loads(protocol_config)
     evaluation_protocol = protocols.build(chosen["name"], **chosen["params"])
     spec = tft.TFTransformOutput(transform_graph.uri).transformed_feature_spec()
@@ -103,11 +121,35 @@ def WarmupEvaluate(
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump({"backbone": train_config["backbone"], "seeds": train_config["seeds"],
                    "train": train_config["train"], "method_options": options,
+                   **({"tuned": best} if best else {}),
                    "protocol": evaluation_protocol.describe(),
                    # the report's column order (the JSON below sorts keys)
                    "slices": next((list(s) for per_seed in results.values()
                                    for s in per_seed.values()), []),
                    "methods": results, "failed": failed}, f, indent=1, sort_keys=True)
+
+
+def tuned_options(artifacts, labels):
+    """{label: best options} of each of `labels` from HyperParameters `artifacts` (files named
+    `<label>.<option>`); a label missing or given two different ways is an error."""
+    found = {}
+    for hp in artifacts:
+        path = hp.uri  # a file (an Importer's) or a Tuner's folder, local or remote (gs://)
+        if tf.io.gfile.isdir(path):
+            path = os.path.join(path, tuning.HP_FILE)
+        with tempfile.TemporaryDirectory() as local:
+            tf.io.gfile.copy(path, os.path.join(local, "hp.json"))
+            read = tuning.load_hyperparameters(os.path.join(local, "hp.json"))
+        for label, values in read.items():
+            if found.get(label, values) != values:
+                raise ValueError(f"tuned options of {label} differ between inputs: "
+                                 f"{found[label]} and {values}")
+            found[label] = values
+    missing = [label for label in labels if label not in found]
+    if missing:
+        raise ValueError(f"no tuned options for {missing} in the hyperparameters inputs "
+                         f"(they hold {sorted(found)})")
+    return {label: found[label] for label in labels}
 
 
 class _PredictionWriter:

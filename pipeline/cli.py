@@ -52,6 +52,66 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
                         "protocol.unit=day); typed and checked (bool: true/false)")
     p.add_argument("--tfma-seeds", type=int, default=1,
                    help="seeds whose predictions the TFMA Evaluator checks (0: no Evaluator)")
+    p.add_argument("--tune", metavar="METHOD[,METHOD]",
+                   help="tune these labels of --methods on the protocol's tuning view (a "
+                        "keras-tuner Tuner); the report adds METHOD/tuned beside METHOD")
+    p.add_argument("--trials", type=int, help="trials per tuned method (default 10)")
+    p.add_argument("--tuner", help="search: random (default), bayesian, hyperband")
+    p.add_argument("--search-space", metavar="FILE",
+                   help="YAML {method: {option: spec}} replacing methods' declared search spaces")
+    p.add_argument("--hyperparameters", metavar="FILE",
+                   help="a saved best_hyperparameters file (names METHOD.OPTION): its methods are "
+                        "evaluated with these options, without a search")
+
+
+def tuning_arguments(args: argparse.Namespace, method_names, method_options, protocol):
+    """The `tuning` argument of create_pipeline from --tune, --trials, --tuner, --search-space and
+    --hyperparameters (None without them), checked before any work."""
+    from trainer import tuning  # pylint: disable=import-outside-toplevel
+    from components.warmup_component import MAX_TUNED, TUNED_SUFFIX  # pylint: disable=import-outside-toplevel
+    labels = args.tune.split(",") if args.tune else []
+    if not labels and not args.hyperparameters:
+        for flag, value in (("--trials", args.trials), ("--tuner", args.tuner),
+                            ("--search-space", args.search_space)):
+            if value is not None:
+                raise ValueError(f"{flag} needs --tune")
+        return None
+    if protocol.name != "item_frequency":
+        raise ValueError(f"--tune: tuning views exist for item_frequency only so far, not "
+                         f"{protocol.name}")
+    if protocol.params["view"] != "final":
+        raise ValueError("--tune: the run evaluates the final view (protocol.view=final); the "
+                         "Tuner builds the tuning view itself")
+    if args.hyperparameters:
+        if args.search_space or args.trials is not None or args.tuner:
+            raise ValueError("--hyperparameters skips the search: --search-space, --trials and "
+                             "--tuner do not apply")
+        if "://" in args.hyperparameters and not labels:  # read at run time, not here
+            raise ValueError(f"--hyperparameters {args.hyperparameters}: a remote file needs "
+                             "--tune naming its methods")
+        found = sorted(labels) if "://" in args.hyperparameters else \
+            sorted(tuning.load_hyperparameters(args.hyperparameters, method_names))
+        if labels and sorted(labels) != found:
+            raise ValueError(f"--tune {args.tune}: --hyperparameters {args.hyperparameters} holds "
+                             f"options of {','.join(found)}")
+        labels = labels or found
+    for label in labels:
+        if label not in method_names:
+            raise ValueError(f"--tune {label}: not in --methods {','.join(method_names)}")
+        if label + TUNED_SUFFIX in method_names:
+            raise ValueError(f"--tune {label}: {label}{TUNED_SUFFIX} is the tuned row's label; "
+                             "rename that method in --methods")
+    if len(set(labels)) < len(labels) or len(labels) > MAX_TUNED:
+        raise ValueError(f"--tune {args.tune}: at most {MAX_TUNED} different methods")
+    if args.hyperparameters:
+        return {"labels": labels, "hyperparameters": args.hyperparameters}
+    trials = 10 if args.trials is None else args.trials
+    kind = args.tuner or "random"
+    tuning.check_search(kind, trials)
+    spaces = tuning.search_spaces(labels, args.search_space,
+                                  {label: method_options.get(label, {}) for label in labels})
+    return {"labels": labels, "spaces": spaces, "tuner": kind, "trials": trials,
+            "seed": args.seed, "search_space": args.search_space, "hyperparameters": None}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,6 +190,7 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
             raise ValueError(f"{flag} must be at least {low}, not {value}")
     if not 0 <= args.max_bad_fraction <= 1:
         raise ValueError("--max-bad-fraction must be in [0, 1]")
+    tuned = tuning_arguments(args, method_names, method_options, protocol)
     return dict(
         pipeline_name=f"coldstart-{config.name}", dataset=config, protocol=protocol,
         backbone_options={k: v for k, v in backbone_options.items() if v},
@@ -138,7 +199,8 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         train={"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
                "optimizer": args.optimizer, "frozen_mode": args.frozen_mode},
         beam_pipeline_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
-        tfma_seeds=args.tfma_seeds, max_bad_fraction=args.max_bad_fraction)
+        tfma_seeds=args.tfma_seeds, max_bad_fraction=args.max_bad_fraction,
+        **({"tuning": tuned} if tuned else {}))
 
 
 def compiled_pipeline(args: argparse.Namespace):

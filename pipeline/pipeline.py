@@ -16,7 +16,7 @@ from components import example_gen as example_gen_lib, log_config, log_reader, t
 from components.protocol_split import ProtocolSplitGen
 from components.report_component import ReportGen
 from components.validation import AnomalyGate
-from components.warmup_component import WarmupEvaluate
+from components.warmup_component import MAX_TUNED, WarmupEvaluate
 from trainer import features, protocols
 
 UNUSED_SPLITS = ("dropped",)  # analysed by Transform (statistics over the whole log), not transformed
@@ -115,6 +115,24 @@ def statistics_component(split_examples):
     return tfx.components.StatisticsGen(examples=split_examples, stats_options=STATS_OPTIONS)
 
 
+def trainer_component(transform, schema, dataset: log_config.DatasetConfig,
+                      protocol: protocols.Protocol, backbone: str, seeds: Sequence[int],
+                      train: Optional[Dict[str, Any]], code: str,
+                      options: Optional[Dict[str, Any]] = None):
+    """The Trainer pretraining `backbone` (one model per seed, architecture `options`) on the
+    protocol's pretraining split of `transform`'s output."""
+    return tfx.components.Trainer(
+        run_fn="trainer.task.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[protocol.pretrain_split]),
+        eval_args=tfx.proto.EvalArgs(splits=[protocol.eval_split]),
+        custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
+                       "features": feature_json(dataset, protocol), "code_version": code,
+                       **({"backbone_options": options} if options else {})})
+
+
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
@@ -133,11 +151,15 @@ def create_pipeline(
     enable_cache: bool = False,
     tfma_seeds: int = 1,
     max_bad_fraction: float = example_gen_lib.DEFAULT_MAX_BAD_FRACTION,
+    tuning: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
     """`dataset`: how to read `data_root`; `protocol`: the evaluation protocol (checked);
     `schema_file`: the schema of the protocol's split examples, where the component will read it. `tfma_seeds`: predictions of that many seeds go through the TFMA Evaluator (0: none).
     `max_bad_fraction`: quarantined rows above this fraction of the input fail the run.
-    The raw files' fingerprint and the code version are parameters, so caching sees edits."""
+    The raw files' fingerprint and the code version are parameters, so caching sees edits.
+    `tuning` (issue 17, checked by the CLI): {"labels": tuned method labels, "spaces": {label:
+    checked space}, "tuner", "trials", "seed", "hyperparameters": a saved file (skips the
+    search) or None}; see `tuning_components`."""
     code = code_version()
     fingerprint = input_fingerprint(dataset, data_root)
     example_gen = example_gen_lib.ClickLogExampleGen(
@@ -161,6 +183,11 @@ def create_pipeline(
                                     dataset, code, protocol)
     transform.add_upstream_node(gate)
     per_backbone = []
+    tuning_nodes = (tuning_components(tuning, example_gen, quarantine_gate, schema, gate, dataset,
+                                      protocol, backbones, method_options or {}, seeds, train, code,
+                                      backbone_options or {})
+                    if tuning else {})
+    per_backbone += tuning_nodes.get("nodes", [])
     for backbone in backbones:
         run_config = {"dataset": dataset.to_dict(), "data_root": data_root,
                       "protocol": {"name": protocol.name, "params": protocol.params},
@@ -168,18 +195,11 @@ def create_pipeline(
                       "seeds": list(seeds), "train": dict(train or {}),
                       "beam_pipeline_args": list(beam_pipeline_args or []),
                       "code_version": code, "input_fingerprint": fingerprint}
-        trainer = tfx.components.Trainer(
-            run_fn="trainer.task.run_fn",
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=[protocol.pretrain_split]),
-            eval_args=tfx.proto.EvalArgs(splits=[protocol.eval_split]),
-            custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
-                           "features": feature_json(dataset, protocol), "code_version": code,
-                           **({"backbone_options": backbone_options[backbone]}
-                              if (backbone_options or {}).get(backbone) else {})},
-        ).with_id(f"Trainer.{backbone}")
+        if tuning:
+            run_config["tuning"] = {k: v for k, v in tuning.items() if k != "spaces"}
+        trainer = trainer_component(transform, schema, dataset, protocol, backbone, seeds, train,
+                                    code, (backbone_options or {}).get(backbone)
+                                    ).with_id(f"Trainer.{backbone}")
         warmup = WarmupEvaluate(
             transformed_examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
@@ -189,6 +209,7 @@ def create_pipeline(
             protocol_config=protocol_config(protocol),
             prediction_seeds=tfma_seeds,
             code_version=code,
+            **tuning_nodes.get("warmup_inputs", {}).get(backbone, {}),
         ).with_id(f"WarmupEvaluate.{backbone}")
         per_backbone += [trainer, warmup]
         tfma = {}
@@ -204,6 +225,7 @@ def create_pipeline(
             evaluation=warmup.outputs["evaluation"], dataset=dataset.name,
             quarantine=example_gen.outputs["quarantine"],
             run_config=json.dumps(run_config, sort_keys=True), **tfma,
+            **tuning_nodes.get("report_inputs", {}).get(backbone, {}),
         ).with_id(f"ReportGen.{backbone}"))
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                 if metadata_path else None)
@@ -217,6 +239,54 @@ def create_pipeline(
         beam_pipeline_args=beam_pipeline_args or [],
         enable_cache=enable_cache,
     )
+
+
+def tuning_components(tuning, example_gen, quarantine_gate, schema, gate, dataset, protocol,
+                      backbones, method_options, seeds, train, code,
+                      backbone_options=None) -> Dict[str, Any]:
+    """The Tuner's part of the graph (item_frequency only): TuningSplitGen (the protocol's
+    `view: tuning`) -> Transform.tuning -> per backbone Trainer.tuning.<backbone> (the tuning
+    backbones, pretrained on the tuning view's base) -> per tuned label Tuner.<backbone>.<label>;
+    or, with a saved file, one ImportHyperparameters instead of the whole search.
+    Returns {"nodes", "warmup_inputs": {backbone: WarmupEvaluate keyword arguments},
+    "report_inputs": {backbone: ReportGen keyword arguments}}."""
+    from components import tuner_module  # pylint: disable=import-outside-toplevel
+    labels = list(tuning["labels"])
+    if len(labels) > MAX_TUNED:
+        raise ValueError(f"at most {MAX_TUNED} tuned methods per run, not {len(labels)}")
+    tuned = {"tuned": ",".join(labels)}
+    if tuning.get("hyperparameters"):
+        importer = tuner_module.hyperparameters_importer(tuning["hyperparameters"])
+        inputs = {**tuned, "hyperparameters_1": importer.outputs["result"]}
+        return {"nodes": [importer], "warmup_inputs": {b: inputs for b in backbones},
+                "report_inputs": {}}
+    view = protocols.build(protocol.name, **{**protocol.params, "view": "tuning"})
+    split = ProtocolSplitGen(examples=example_gen.outputs["examples"], protocol=view.name,
+                             params=json.dumps(view.params, sort_keys=True),
+                             code_version=code).with_id("TuningSplitGen")
+    split.add_upstream_node(quarantine_gate)
+    transform = transform_component(split.outputs["split_examples"], schema.outputs["schema"],
+                                    dataset, code, view).with_id("Transform.tuning")
+    transform.add_upstream_node(gate)
+    nodes, warmup_inputs, report_inputs = [split, transform], {}, {}
+    for backbone in backbones:
+        trainer = trainer_component(transform, schema, dataset, view, backbone, seeds, train, code,
+                                    (backbone_options or {}).get(backbone)
+                                    ).with_id(f"Trainer.tuning.{backbone}")
+        nodes.append(trainer)
+        warmup_inputs[backbone], report_inputs[backbone] = dict(tuned), {}
+        for index, label in enumerate(labels, start=1):
+            tuner = tuner_module.tuner_component(
+                label, tuning["spaces"][label], transform.outputs["transformed_examples"],
+                transform.outputs["transform_graph"], trainer.outputs["model"], view.name,
+                view.params, fixed=method_options.get(label, {}), tuner=tuning["tuner"],
+                trials=tuning["trials"], seed=tuning["seed"], backbone=backbone,
+                seeds=list(seeds), code_version=code)
+            nodes.append(tuner)
+            warmup_inputs[backbone][f"hyperparameters_{index}"] = tuner.outputs[
+                "best_hyperparameters"]
+            report_inputs[backbone][f"tuner_results_{index}"] = tuner.outputs["tuner_results"]
+    return {"nodes": nodes, "warmup_inputs": warmup_inputs, "report_inputs": report_inputs}
 
 
 def _store(metadata_path: str):

@@ -90,7 +90,8 @@ def method_label(name: str) -> str:
 def render_markdown(report: Dict[str, Any]) -> str:
     s = report["splits"]
     slices = report_slices(report)
-    name = report.get("protocol", {}).get("name", "item_frequency")
+    protocol_name = report.get("protocol", {}).get("name", "item_frequency")
+    name = protocol_name
     if name == "item_frequency":
         lines = [
             f"# {report['dataset']} / {report['backbone']}: AUC per phase",
@@ -131,7 +132,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
                      + " | ".join(f"{phases[p]['f1']:.4f}" if p in phases else "-"
                                   for p in slices) + " |")
     sizes = next((v for v in report["methods"].values()), {})
-    if any("rows" in sizes.get(p, {}) for p in slices) and name != "item_frequency":
+    if any("rows" in sizes.get(p, {}) for p in slices) and protocol_name != "item_frequency":
         lines += ["", "Rows evaluated per slice: "
                   + ", ".join(f"{p} {sizes[p]['rows']:,}" for p in slices if p in sizes) + "."]
     if failed:
@@ -153,9 +154,89 @@ def render_markdown(report: Dict[str, Any]) -> str:
         lines += ["", f"TFMA Evaluator (seeds {', '.join(report['tfma']['seeds'])}): largest "
                       f"|AUC_TFMA - AUC| over method x seed x slice = "
                       f"{report['tfma']['max_abs_auc_diff']:.1e}."]
+    if "tuning" in report:
+        lines += render_tuning(report["tuning"])
     if "wall_seconds" in report:
         lines += ["", f"Wall time: {report['wall_seconds']:.1f} s."]
     return "\n".join(lines) + "\n"
+
+
+def tuning_section(phase_metrics: Dict[str, Any], searches: List[Dict[str, Any]],
+                   config: Dict[str, Any]) -> Dict[str, Any]:
+    """report.json's `tuning`: per tuned label, the options `<label>/tuned` was evaluated with
+    (`options`: --set options overlaid with `best_options`) and, when searched, the search
+    (`tuner`, `trials`: id, options, objective, status, wall time; `best`, `wall_s`), else the
+    file the options were imported from (`imported`). `searches`: the Tuners' trials.json."""
+    by_label = {search["method"]: search for search in searches}
+    out = {}
+    for label, best in phase_metrics["tuned"].items():
+        entry = {"label": label + "/tuned", "best_options": best,
+                 "options": phase_metrics["method_options"][label + "/tuned"]}
+        search = by_label.get(label)
+        if search is None:
+            entry["imported"] = config.get("hyperparameters")
+        else:
+            entry.update(tuner=config.get("tuner"), best=search["best"],
+                         wall_s=round(search["wall_s"], 1),
+                         trials=[{key: trial[key] for key in ("trial_id", "options", "objective",
+                                                              "status", "wall_s", "defaults",
+                                                              "message")}
+                                 for trial in search["trials"]])
+        out[label] = entry
+    return out
+
+
+def render_tuning(tuning: Dict[str, Dict[str, Any]]) -> List[str]:
+    """The markdown lines of report.json's `tuning` section."""
+    lines = ["", "## Tuning (on the protocol's tuning view, never its test split)"]
+    for label, entry in tuning.items():
+        if "trials" not in entry:
+            lines += ["", f"{entry['label']}: options imported from `{entry['imported']}`: "
+                          f"{entry['options']}."]
+            continue
+        done = sum(t["status"] == "completed" for t in entry["trials"])
+        lines += ["", f"### {label} ({entry['tuner']} search, {len(entry['trials'])} trials, "
+                      f"{done} completed, {entry['wall_s']:.1f} s)", "",
+                  "| trial | options | objective | status | wall s |", "|---|---|---|---|---|"]
+        for trial in entry["trials"]:
+            objective = "-" if trial["objective"] is None else f"{trial['objective']:.4f}"
+            status = trial["status"] + (" (defaults)" if trial["defaults"] else "")
+            if trial["message"]:
+                status += f": {trial['message']}"
+            lines.append(f"| {trial['trial_id']} | {trial['options']} | {objective} | {status} | "
+                         f"{trial['wall_s']:.1f} |")
+        best = entry["best"]
+        lines += ["", (f"Best: trial {best['trial_id']}, objective {best['objective']:.4f}; "
+                       if best else "No trial completed; ")
+                  + f"{entry['label']} evaluated with {entry['options']}."]
+    return lines
+
+
+def plot_tuning(label: str, entry: Dict[str, Any], path: str) -> None:
+    """The objective of each trial of `label`'s search (failed trials: a cross on the axis)
+    and the best so far."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    values = [_or_nan(t["objective"]) for t in entry["trials"]]
+    x = np.arange(len(values))
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(x, values, "o", label="trial")
+    ax.step(x, np.fmax.accumulate(values), where="post", label="best so far")
+    failed = [i for i, v in enumerate(values) if np.isnan(v)]
+    if failed:
+        low = np.nanmin(values) if not np.all(np.isnan(values)) else 0.5
+        ax.plot(failed, [low] * len(failed), "x", color="red", label="failed")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective (tuning view)")
+    ax.set_title(f"{label}: {entry['tuner']} search")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _label(name: str, marked) -> str:
