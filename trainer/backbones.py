@@ -332,3 +332,6 @@ class XDeepFM(_MLPHead):
             pooled.append(tf.reduce_sum(x, axis=1))
         cin = self.cin_out(tf.concat(pooled, axis=1))[:, 0]
         return self.linear(ctn) + cin + self.head(self.flat(fields), training)
+
+# Multi-scenario backbones (Diff-MSR, issue 15); imported last: they subclass CTRBackbone.
+from trainer import multi_scenario  # noqa: E402,F401  pylint: disable=wrong-import-position,cyclic-import

@@ -35,7 +35,8 @@ def load(directory: str, sample: protocol.Arrays) -> backbones.CTRBackbone:
     with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
         config = json.load(f)
     model = backbones.build(config["backbone"], features.from_json(config["features"]),
-                            config["vocab_sizes"], embed_dim=config["embed_dim"])
+                            config["vocab_sizes"], embed_dim=config["embed_dim"],
+                            **config.get("options", {}))
     protocol.ensure_built(model, sample)
     model.load_weights(os.path.join(directory, "weights")).assert_existing_objects_matched()
     return model
