@@ -63,7 +63,9 @@ class MultiScenario(backbones.CTRBackbone):
         return {"domain_field": self.domain_field}
 
     def get_config(self):
-        return {**super().get_config(), "options": self.options()}
+        options = {k: list(v) if isinstance(v, (list, tuple)) else v
+                   for k, v in self.options().items()}
+        return {**super().get_config(), "options": options}
 
     def call_with_item_embedding(self, item_emb, inputs, training=False):
         fields = [item_emb] + [self.embed(f.name, inputs[f.name]) for f in self.other_fields]
