@@ -41,8 +41,9 @@ def prepared_table(name, backbone="deepfm", **options):
 class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_registry(self):
-        self.assertEqual(sorted(methods.METHODS), ["base", "csdm", "cvar", "dropoutnet", "emerg",
-                                                   "metae", "mwuf", "velf"])
+        self.assertEqual(sorted(methods.METHODS), ["base", "csdm", "cvar", "diff", "diffmsr",
+                                                   "dropoutnet", "emerg", "finetune", "metae",
+                                                   "mwuf", "single", "velf"])
         self.assertIs(methods.method_class("csdm/variant"), methods.METHODS["csdm"])
         with self.assertRaisesRegex(ValueError, "unknown cold-start method 'nope'"):
             methods.build("nope")

@@ -12,6 +12,7 @@ from typing import Dict, Type
 from trainer.methods.base import Base, ColdStartMethod
 from trainer.methods.csdm import CSDM
 from trainer.methods.cvar import CVAR
+from trainer.methods.diffmsr import Diff, DiffMSR, FineTune, Single
 from trainer.methods.dropoutnet import DropoutNet
 from trainer.methods.emerg import EmerG
 from trainer.methods.metae import MetaEmbedding
@@ -19,7 +20,8 @@ from trainer.methods.mwuf import MWUF
 from trainer.methods.velf import VELF
 
 METHODS: Dict[str, Type[ColdStartMethod]] = {
-    cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM, EmerG)}
+    cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM, EmerG,
+                              FineTune, Single, Diff, DiffMSR)}
 
 
 def method_class(label: str) -> Type[ColdStartMethod]:
