@@ -42,9 +42,10 @@ def prepared_table(name, backbone="deepfm", **options):
 class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_registry(self):
-        self.assertEqual(sorted(methods.METHODS), ["aqcl", "base", "csdm", "cvar", "deepmcp", "dmr",
-                                                   "dropoutnet", "dropoutnet_reg", "emerg", "icl",
-                                                   "metae", "mwuf", "velf"])
+        self.assertEqual(sorted(methods.METHODS), ["aqcl", "base", "csdm", "cvar", "deepmcp", "diff",
+                                                   "diffmsr", "dmr", "dropoutnet", "dropoutnet_reg",
+                                                   "emerg", "finetune", "icl", "metae", "mwuf",
+                                                   "single", "velf"])
         self.assertIs(methods.method_class("csdm/variant"), methods.METHODS["csdm"])
         with self.assertRaisesRegex(ValueError, "unknown cold-start method 'nope'"):
             methods.build("nope")

@@ -31,8 +31,8 @@ def build(name: str, config: features.FeatureConfig, vocab_sizes: Dict[str, int]
     """Backbone `name`; `kwargs`: its architecture options (`options_class(name).defaults`),
     which `get_config` returns, so that a saved backbone rebuilds as it was."""
     model = backbone_class(name)(config, vocab_sizes, **kwargs)
-    model.options = {k: v for k, v in {**options_class(name).defaults, **kwargs}.items()
-                     if k != "embed_dim"}  # embed_dim has its own key in get_config
+    model.arch_options = {k: v for k, v in {**options_class(name).defaults, **kwargs}.items()
+                          if k != "embed_dim"}  # embed_dim has its own key in get_config
     return model
 
 
@@ -172,7 +172,7 @@ class CTRBackbone(keras.Model):
         return tf.reshape(fields, [-1, fields.shape[1] * self.embed_dim])
 
     def get_config(self):
-        options = {k: v for k, v in getattr(self, "options", {}).items() if k != "embed_dim"}
+        options = getattr(self, "arch_options", {})
         return {"backbone": self.registry_name, "embed_dim": self.embed_dim,
                 "vocab_sizes": self.vocab_sizes, "features": features.to_json(self.config),
                 "options": options}
@@ -377,3 +377,5 @@ class XDeepFM(_MLPHead):
 
 
 from trainer import din  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+# Multi-scenario backbones (Diff-MSR, issue 15); imported last: they subclass CTRBackbone.
+from trainer import multi_scenario  # noqa: E402,F401  pylint: disable=wrong-import-position,cyclic-import

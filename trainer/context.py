@@ -83,7 +83,9 @@ class ProtocolContext:
         if stage.adapt_where is None:
             return arrays
         feature, values = stage.adapt_where
-        column = arrays[slice_column(feature)]  # raw values, as the protocol names them
+        # The raw values, as the protocol names them (the pipeline's data carries them beside
+        # the vocabulary index); data without them is matched on the feature itself.
+        column = arrays.get(slice_column(feature), arrays[feature])
         text = [v.decode() if isinstance(v, bytes) else str(v) for v in column]
         keep = np.isin(np.array(text, dtype=object), np.array([str(v) for v in values], dtype=object))
         return {k: v[keep] for k, v in arrays.items()}

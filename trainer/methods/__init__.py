@@ -16,6 +16,7 @@ from trainer.methods.aqcl import AQCL, DMR, ICL, DeepMCP, DropoutNetRegulariser
 from trainer.methods.base import Base, ColdStartMethod
 from trainer.methods.csdm import CSDM
 from trainer.methods.cvar import CVAR
+from trainer.methods.diffmsr import Diff, DiffMSR, FineTune, Single
 from trainer.methods.dropoutnet import DropoutNet
 from trainer.methods.emerg import EmerG
 from trainer.methods.metae import MetaEmbedding
@@ -23,7 +24,8 @@ from trainer.methods.mwuf import MWUF
 from trainer.methods.velf import VELF
 
 METHODS: Dict[str, Type[ColdStartMethod]] = {
-    cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM, EmerG)}
+    cls.name: cls for cls in (Base, DropoutNet, MetaEmbedding, MWUF, CVAR, VELF, CSDM, EmerG,
+                              FineTune, Single, Diff, DiffMSR)}
 METHODS.update({cls.name: cls for cls in (ICL, AQCL, DeepMCP, DMR, DropoutNetRegulariser)})
 
 

@@ -53,7 +53,7 @@ def fresh_backbone(backbone: backbones.CTRBackbone, seed: int,
     """An untrained backbone of the same class and vocabularies, initialised exactly as the
     Trainer initialises the base backbone of `seed` (for methods that change pretraining)."""
     protocol.seed_everything(seed)
-    options = {k: v for k, v in getattr(backbone, "options", {}).items() if k != "embed_dim"}
+    options = getattr(backbone, "arch_options", {})
     model = backbones.build(backbone.registry_name, backbone.config, backbone.vocab_sizes,
                             embed_dim=backbone.embed_dim, **options)
     protocol.ensure_built(model, sample)
