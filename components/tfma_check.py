@@ -57,9 +57,6 @@ def _report_slices(tfma_auc, protocol, cell) -> Dict[str, float]:
         if key[:n] == cell and len(key) in (n + 1, n + 2) and (n == 2 or pooled_key):
             value = key[n + 1] if len(key) == n + 2 else "overall"
             stages.setdefault(key[n], {})[value] = {"auc": auc}
-    names = [s.name for s in protocol.stages()]
-    if not all(name in stages for name in names):
-        return {}
     return {k: v["auc"] for k, v in protocol.report_slices(stages).items()}
 
 

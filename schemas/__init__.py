@@ -56,6 +56,12 @@ def schema_text(config, row_features=("count",), protocol: str = "item-frequency
     for name in row_features:
         kind, body = ROW_FEATURES[name]
         feature(name, kind, [*body, *single])
+    if config.history:  # components/history.py
+        length = config.history.length
+        for name in ("item_id", *config.history.fields):
+            feature(f"hist_{name}", "BYTES", ["  presence { min_fraction: 1.0 }",
+                                              f"  value_count {{ min: 0 max: {length} }}"])
+        feature("hist_len", "INT", ["  int_domain { min: 0 }", *single])
     return "\n".join(lines) + "\n"
 
 

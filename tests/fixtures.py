@@ -35,3 +35,10 @@ def cold_start_splits(rows=256, seed=0):
         data[features.LABEL] = (data["item_id"] % 2).astype(np.int64)
         splits[name] = data
     return splits
+
+
+def after_warm(method, model, splits, stage_name, config):
+    """`method.after_warm` for the item-phase stage `stage_name` over in-memory `splits`."""
+    from trainer.context import ProtocolContext  # pylint: disable=import-outside-toplevel
+    context = ProtocolContext.in_memory(splits)
+    method.after_warm(model, context.stage(stage_name), context, config)

@@ -344,8 +344,8 @@ class TaobaoSampleTest(tf.test.TestCase):
         backbone = backbones.build("deepfm", config, vocab)
         protocol.ensure_built(backbone, splits["test"])
         method = methods.build("emerg", seed=0, pretrain_batch=8, warm_epochs=1)
-        results = protocol.warm_up_and_evaluate(backbone, ProtocolContext.in_memory(splits), protocol.TrainConfig(), 0,
-                                                method)
+        results = protocol.warm_up_and_evaluate(backbone, ProtocolContext.in_memory(splits),
+                                                protocol.TrainConfig(), 0, method)
         net_ = method.net
         # 15 spr fields + click_sequence + price; item fields: item_id, pid, cate_id, campaign_id,
         # customer, brand, price; the taobao profile: 3 layers, 3 meta-epochs.

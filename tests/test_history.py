@@ -5,6 +5,7 @@ import calendar
 import collections
 import json
 import os
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -99,6 +100,15 @@ class HistoryConfigTest(tf.test.TestCase):
         self.assertEqual(log_config.from_json(json.dumps(config.to_dict())), config)
         self.assertEqual(builtin("tafeng").history, HistorySpec(50, "day", ("subclass",)))
         self.assertEqual(builtin("amazon-beauty").history, HistorySpec(50, "event", ()))
+
+    def test_schema_declares_the_history_features_for_every_protocol(self):
+        import schemas  # pylint: disable=import-outside-toplevel
+        for row_features in (("count",), ("user_group",)):
+            text = schemas.schema_text(log_config.from_dict(
+                {**self.RAW, "history": {"length": 7, "fields": ["cat"]}}), row_features)
+            features_named = re.findall(r'name: "([^"]+)"', text)
+            self.assertEqual(features_named[-3:], ["hist_item_id", "hist_cat", "hist_len"])
+            self.assertIn("value_count { min: 0 max: 7 }", text)
 
     def test_errors(self):
         cases = [({"history": {"len": 5}}, r"history: unknown key\(s\) \['len'\]"),

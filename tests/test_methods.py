@@ -85,7 +85,7 @@ class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
             model = build("deepfm")
             method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
             before = len(method.losses)
-            method.after_warm(model, ProtocolContext.in_memory(splits).stage("warm_b"), ProtocolContext.in_memory(splits), CONFIG)
+            fixtures.after_warm(method, model, splits, "warm_b", CONFIG)
             batches[warm_data] = len(method.losses) - before
         self.assertEqual(batches, {"current": 4, "cumulative": 8})
         with self.assertRaisesRegex(ValueError, "warm_data must be current or cumulative"):
@@ -99,7 +99,7 @@ class GeneratorMethodTest(tf.test.TestCase, parameterized.TestCase):
         method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
         rounds = len(method.losses)
         table = model.item_table.numpy().copy()
-        method.after_warm(model, ProtocolContext.in_memory(splits).stage("warm_a"), ProtocolContext.in_memory(splits), CONFIG)
+        fixtures.after_warm(method, model, splits, "warm_a", CONFIG)
         self.assertLen(method.losses, rounds)
         self.assertAllEqual(model.item_table.numpy(), table)
 
@@ -144,7 +144,7 @@ class TrainedVariablesTest(tf.test.TestCase, parameterized.TestCase):
         with mock.patch.object(protocol, "make_optimizer", rounds):
             method.prepare(model, ProtocolContext.in_memory(splits), CONFIG)
             for warm in ("warm_a", "warm_b", "warm_c"):
-                method.after_warm(model, ProtocolContext.in_memory(splits).stage(warm), ProtocolContext.in_memory(splits), CONFIG)
+                fixtures.after_warm(method, model, splits, warm, CONFIG)
         rounds.finish()
         everything = {v.ref() for v in method_variables(method)}
         self.assertLen(rounds.trained, 4)
@@ -187,3 +187,4 @@ class CVARTest(tf.test.TestCase):
         first = method.generate(model, batch, training=False)
         model.item_table.assign(model.item_table * 0 + 3.0)  # e_i does not enter e_p
         self.assertAllClose(first, method.generate(model, batch, training=False))
+

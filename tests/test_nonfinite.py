@@ -101,7 +101,7 @@ class LoopTest(tf.test.TestCase):
                 with self.assertRaisesRegex(protocol.NonFiniteLoss,
                                             "non-finite generated embedding \\(nan\\): .*phase "
                                             "overwrite after warm_a"):
-                    method.after_warm(model, ProtocolContext.in_memory(splits).stage("warm_a"), ProtocolContext.in_memory(splits), CONFIG)
+                    fixtures.after_warm(method, model, splits, "warm_a", CONFIG)
             self.assertAllEqual(model.item_table.numpy(), table)
 
 
@@ -171,3 +171,4 @@ class PipelineTest(tf.test.TestCase):
         self.assertIn("| cvar † |", text)
         self.assertIn("- cvar seed 7: non-finite loss (inf): method cvar, seed 7, phase round on "
                       "base, step 2", text)
+

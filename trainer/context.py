@@ -87,7 +87,8 @@ class ProtocolContext:
         # the vocabulary index); data without them is matched on the feature itself.
         column = arrays.get(slice_column(feature), arrays[feature])
         text = [v.decode() if isinstance(v, bytes) else str(v) for v in column]
-        keep = np.isin(np.array(text, dtype=object), np.array([str(v) for v in values], dtype=object))
+        wanted = np.array([str(v) for v in values], dtype=object)
+        keep = np.isin(np.array(text, dtype=object), wanted)
         return {k: v[keep] for k, v in arrays.items()}
 
     def seen_adaptation_data(self, stage: Stage) -> Arrays:

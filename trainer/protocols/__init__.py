@@ -96,6 +96,7 @@ class Protocol:
         the report's columns: the stages when the stage is the slice (`phase`); otherwise the
         last stage's `overall` and slice values, earlier stages' prefixed `stage/`."""
         names = [s.name for s in self.stages()]
+        names = [name for name in names if name in results]  # a run cut short has fewer
         if "phase" in self.slice_features:
             return {name: results[name]["overall"] for name in names}
         out = {}
