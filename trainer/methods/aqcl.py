@@ -60,22 +60,17 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import aqcl, backbones, din, features, protocol
-from trainer.methods.base import ColdStartMethod
+from trainer.methods.base import ColdStartMethod, fresh_backbone
 
 keras = tf.keras
 
 
 def fresh_history_backbone(backbone, seed: int, sample):
-    """`methods.base.fresh_backbone` keeping the backbone's constructor options (DIN's)."""
+    """`methods.base.fresh_backbone` of a backbone with a representation h (din, *_hist)."""
     if not hasattr(backbone, "logit_and_representation"):
         raise ValueError(f"backbone {backbone.registry_name} has no representation h; use din, "
                          "deepfm_hist or wd_hist")
-    protocol.seed_everything(seed)
-    model = backbones.build(backbone.registry_name, backbone.config, backbone.vocab_sizes,
-                            embed_dim=backbone.embed_dim,
-                            **backbone.get_config().get("options", {}))
-    protocol.ensure_built(model, sample)
-    return model
+    return fresh_backbone(backbone, seed, sample)
 
 
 def mean_history_length(data) -> float:

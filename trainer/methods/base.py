@@ -51,11 +51,12 @@ class Base(ColdStartMethod):
 def fresh_backbone(backbone: backbones.CTRBackbone, seed: int,
                    sample: protocol.Arrays) -> backbones.CTRBackbone:
     """An untrained backbone of the same class and vocabularies, initialised exactly as the
-    Trainer initialises the base backbone of `seed` (for methods that change pretraining)."""
+    Trainer initialises the base backbone of `seed` (for methods that change pretraining), with
+    the architecture options its `get_config` records (as `task.load` rebuilds it)."""
     protocol.seed_everything(seed)
-    options = getattr(backbone, "arch_options", {})
     model = backbones.build(backbone.registry_name, backbone.config, backbone.vocab_sizes,
-                            embed_dim=backbone.embed_dim, **options)
+                            embed_dim=backbone.embed_dim,
+                            **backbone.get_config().get("options", {}))
     protocol.ensure_built(model, sample)
     return model
 

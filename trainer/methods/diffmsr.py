@@ -49,7 +49,7 @@ import tensorflow as tf
 
 from trainer import backbones, diffmsr, features, metrics, protocol
 from trainer.diffmsr import early_stopped
-from trainer.methods.base import ColdStartMethod, copy_weights
+from trainer.methods.base import ColdStartMethod, copy_weights, fresh_backbone
 from trainer.optim import TorchAdam
 
 Arrays = Dict[str, np.ndarray]
@@ -174,10 +174,7 @@ class Single(DomainMethod):
     def warm_up(self, model, stage, context, config):
         self.cold_domains(model, stage, context)
         cold = context.adaptation_data(stage)
-        protocol.seed_everything(self.seed)
-        fresh = backbones.BACKBONES[model.registry_name](
-            model.config, model.vocab_sizes, embed_dim=model.embed_dim, **model.options())
-        protocol.ensure_built(fresh, cold)
+        fresh = fresh_backbone(model, self.seed, cold)
         optimizer = TorchAdam(fresh.trainable_variables, self.options["lr_single"], weight_decay=0.0)
         val = context.validation_data
         if val is not None:
