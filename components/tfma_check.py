@@ -10,6 +10,8 @@ from typing import Dict, Tuple
 
 import tensorflow_model_analysis as tfma
 
+from trainer.protocols import slice_value
+
 BY_SEED = ("method", "seed", "phase")  # phase: the protocol's stage
 POOLED = ("method", "phase")
 
@@ -30,16 +32,12 @@ def eval_config(seeds: int = 2, slice_features=()) -> tfma.EvalConfig:
     )
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def read_auc(evaluation_uri: str) -> Dict[Tuple[str, ...], float]:
     """{(method, [seed,] stage[, slice value]): TFMA AUC} from an Evaluator output."""
     result = tfma.load_eval_result(evaluation_uri)
     out = {}
     for slice_key, values in result.slicing_metrics:
-        named = {name: _text(value) for name, value in slice_key}
+        named = {name: slice_value(value) for name, value in slice_key}
         keys = tuple(named[k] for k in BY_SEED if k in named)
         keys += tuple(value for name, value in named.items() if name not in BY_SEED)
         metrics = values[""][""]

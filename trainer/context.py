@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from trainer.protocols import Protocol, Stage, slice_column
+from trainer.protocols import Protocol, Stage, slice_column, slice_value
 
 Arrays = Dict[str, np.ndarray]
 
@@ -86,7 +86,7 @@ class ProtocolContext:
         # The raw values, as the protocol names them (the pipeline's data carries them beside
         # the vocabulary index); data without them is matched on the feature itself.
         column = arrays.get(slice_column(feature), arrays[feature])
-        text = [v.decode() if isinstance(v, bytes) else str(v) for v in column]
+        text = [slice_value(v) for v in column]
         wanted = np.array([str(v) for v in values], dtype=object)
         keep = np.isin(np.array(text, dtype=object), wanted)
         return {k: v[keep] for k, v in arrays.items()}

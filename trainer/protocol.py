@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import features, metrics
-from trainer.protocols import slice_column
+from trainer.protocols import slice_column, slice_value
 from trainer.optim import TorchAdam
 
 PHASES = ("cold", "warm_a", "warm_b", "warm_c")
@@ -170,10 +170,6 @@ def predict(model: tf.keras.Model, arrays: Arrays, batch_size: int = 8192) -> np
     return np.concatenate([forward(b).numpy() for b in batches(arrays, batch_size, None)])
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _metrics(labels: np.ndarray, scores: np.ndarray) -> Dict[str, float]:
     """AUC (None where the rows hold one class only: it is undefined), F1 and the row count."""
     one_class = len(np.unique(labels)) < 2
@@ -195,7 +191,7 @@ def evaluate(model: tf.keras.Model, arrays: Arrays, scores_out: Optional[list] =
         column = arrays[slice_column(feature)]
         for value in np.unique(column):
             rows = column == value
-            out[_text(value)] = _metrics(labels[rows], scores[rows])
+            out[slice_value(value)] = _metrics(labels[rows], scores[rows])
     return out
 
 

@@ -123,6 +123,11 @@ def slice_column(feature: str) -> str:
     return f"slice_{feature}"
 
 
+def slice_value(value) -> str:
+    """A slice-feature value as text (tf.Example strings arrive as bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def register(name: str):
     def wrap(cls):
         PROTOCOLS[name] = cls
