@@ -57,6 +57,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
                         "keras-tuner Tuner); the report adds METHOD/tuned beside METHOD")
     p.add_argument("--trials", type=int, help="trials per tuned method (default 10)")
     p.add_argument("--tuner", help="search: random (default), bayesian, hyperband")
+    p.add_argument("--tune-seeds", type=int, metavar="N",
+                   help="each trial averages over the first N run seeds (default: all --runs); "
+                        "the tuning backbones are pretrained for these seeds only")
     p.add_argument("--search-space", metavar="FILE",
                    help="YAML {method: {option: spec}} replacing methods' declared search spaces")
     p.add_argument("--hyperparameters", metavar="FILE",
@@ -72,7 +75,8 @@ def tuning_arguments(args: argparse.Namespace, method_names, method_options, pro
     labels = args.tune.split(",") if args.tune else []
     if not labels and not args.hyperparameters:
         for flag, value in (("--trials", args.trials), ("--tuner", args.tuner),
-                            ("--search-space", args.search_space)):
+                            ("--search-space", args.search_space),
+                            ("--tune-seeds", args.tune_seeds)):
             if value is not None:
                 raise ValueError(f"{flag} needs --tune")
         return None
@@ -83,9 +87,9 @@ def tuning_arguments(args: argparse.Namespace, method_names, method_options, pro
         raise ValueError("--tune: the run evaluates the final view (protocol.view=final); the "
                          "Tuner builds the tuning view itself")
     if args.hyperparameters:
-        if args.search_space or args.trials is not None or args.tuner:
-            raise ValueError("--hyperparameters skips the search: --search-space, --trials and "
-                             "--tuner do not apply")
+        if args.search_space or args.trials is not None or args.tuner or args.tune_seeds:
+            raise ValueError("--hyperparameters skips the search: --search-space, --trials, "
+                             "--tuner and --tune-seeds do not apply")
         if "://" in args.hyperparameters and not labels:  # read at run time, not here
             raise ValueError(f"--hyperparameters {args.hyperparameters}: a remote file needs "
                              "--tune naming its methods")
@@ -107,11 +111,16 @@ def tuning_arguments(args: argparse.Namespace, method_names, method_options, pro
         return {"labels": labels, "hyperparameters": args.hyperparameters}
     trials = 10 if args.trials is None else args.trials
     kind = args.tuner or "random"
+    tune_seeds = args.runs if args.tune_seeds is None else args.tune_seeds
+    if not 1 <= tune_seeds <= args.runs:
+        raise ValueError(f"--tune-seeds must be between 1 and --runs ({args.runs}), not "
+                         f"{tune_seeds}")
     tuning.check_search(kind, trials)
     spaces = tuning.search_spaces(labels, args.search_space,
                                   {label: method_options.get(label, {}) for label in labels})
     return {"labels": labels, "spaces": spaces, "tuner": kind, "trials": trials,
-            "seed": args.seed, "search_space": args.search_space, "hyperparameters": None}
+            "seed": args.seed, "tune_seeds": tune_seeds, "search_space": args.search_space,
+            "hyperparameters": None}
 
 
 def parser() -> argparse.ArgumentParser:

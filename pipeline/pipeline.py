@@ -158,8 +158,8 @@ def create_pipeline(
     `max_bad_fraction`: quarantined rows above this fraction of the input fail the run.
     The raw files' fingerprint and the code version are parameters, so caching sees edits.
     `tuning` (issue 17, checked by the CLI): {"labels": tuned method labels, "spaces": {label:
-    checked space}, "tuner", "trials", "seed", "hyperparameters": a saved file (skips the
-    search) or None}; see `tuning_components`."""
+    checked space}, "tuner", "trials", "seed", "tune_seeds": trials average over the first
+    tune_seeds of `seeds`, "hyperparameters": a saved file (skips the search) or None}; see `tuning_components`."""
     code = code_version()
     fingerprint = input_fingerprint(dataset, data_root)
     example_gen = example_gen_lib.ClickLogExampleGen(
@@ -269,6 +269,7 @@ def tuning_components(tuning, example_gen, quarantine_gate, schema, gate, datase
                                     dataset, code, view).with_id("Transform.tuning")
     transform.add_upstream_node(gate)
     nodes, warmup_inputs, report_inputs = [split, transform], {}, {}
+    seeds = list(seeds)[:tuning.get("tune_seeds") or len(seeds)]
     for backbone in backbones:
         trainer = trainer_component(transform, schema, dataset, view, backbone, seeds, train, code,
                                     (backbone_options or {}).get(backbone)

@@ -170,6 +170,15 @@ class TuningCompileTest(tf.test.TestCase):
         self.assertEqual(reports["tuner_results_2"]["taskOutputArtifact"]["producerTask"],
                          "Tuner.deepfm.csdm")
 
+    def test_tune_seeds_pretrain_and_average_over_the_first_seeds_only(self):
+        spec = self.compiled(["--methods", "base,cvar", "--tune", "cvar", "--runs", "3",
+                              "--seed", "4", "--tune-seeds", "2"])
+        params = task_parameters(spec)
+        self.assertEqual(json.loads(params["Tuner.dcn.cvar"]["custom_config"])["seeds"], [4, 5])
+        self.assertEqual(json.loads(params["Trainer.tuning.dcn"]["custom_config"])["seeds"],
+                         [4, 5])
+        self.assertEqual(json.loads(params["Trainer.dcn"]["custom_config"])["seeds"], [4, 5, 6])
+
     def test_imported_hyperparameters_replace_the_search(self):
         path = os.path.join(self.create_tempdir().full_path, "best.json")
         with open(path, "w") as f:
@@ -205,6 +214,9 @@ class TuneArgumentErrorsTest(tf.test.TestCase):
             (["--tune", "cvar", "--tuner", "grid"],
              "--tuner must be one of random, bayesian, hyperband, not 'grid'"),
             (["--trials", "3"], "--trials needs --tune"),
+            (["--tune-seeds", "1"], "--tune-seeds needs --tune"),
+            (["--tune", "cvar", "--tune-seeds", "2"],
+             "--tune-seeds must be between 1 and --runs (1), not 2"),
             (["--tune", "base"], "--tune base: base declares no search space; give one with "
                                  "--search-space"),
             (["--hyperparameters", hp], f"--hyperparameters {hp}: method 'csdm' is not in "
