@@ -69,8 +69,12 @@ def logs_to_file(output: str, verbose: bool = False, user_errors=(ValueError,)):
     written to a temporary file, so that a run refused before any work (an exception of type
     `user_errors`, printed by the caller in one line) leaves nothing behind."""
     root, absl_logger = logging.getLogger(), logging.getLogger("absl")
-    saved = (list(root.handlers), root.level, sys.stderr, absl_logger.level)
-    absl_logger.setLevel(logging.INFO)  # TFX's "Component X is running/finished" lines
+    saved = (list(root.handlers), root.level, sys.stderr, absl_logger.level, _absl_verbosity())
+    # TFX's "Component X is running/finished" lines are absl INFO records. absl's verbosity flag
+    # is raised too: a library that turns absl's handler on mid-run (Transform does) resets the
+    # levels from that flag, which would silence every progress line after it.
+    _absl_verbosity(logging.INFO)
+    absl_logger.setLevel(logging.INFO)
     if verbose:
         progress = _ProgressHandler(sys.stderr)
         root.addHandler(progress)
@@ -78,6 +82,7 @@ def logs_to_file(output: str, verbose: bool = False, user_errors=(ValueError,)):
             yield None
         finally:
             root.removeHandler(progress)
+            _absl_verbosity(saved[4])
             absl_logger.setLevel(saved[3])
         return
     path = os.path.join(os.path.abspath(output), LOG_FILE)
@@ -109,7 +114,8 @@ def logs_to_file(output: str, verbose: bool = False, user_errors=(ValueError,)):
         logging.captureWarnings(False)
         if absl_handler:
             absl_handler.python_handler.stream = absl_stream
-        root.handlers, _, sys.stderr, _ = saved
+        root.handlers, _, sys.stderr, _, _ = saved
+        _absl_verbosity(saved[4])
         root.setLevel(saved[1])
         absl_logger.setLevel(saved[3])
         sys.stderr.flush()
@@ -126,6 +132,17 @@ def logs_to_file(output: str, verbose: bool = False, user_errors=(ValueError,)):
             if sys.exc_info()[0] is not None:
                 print(f"coldstart: the full log of this run is in {path}", file=sys.stderr,
                       flush=True)
+
+
+def _absl_verbosity(level=None):
+    """absl's verbosity flag as a Python logging level; with `level`, sets it first."""
+    try:
+        from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return level
+    if level is not None:
+        absl_logging.set_verbosity(absl_logging.converter.standard_to_absl(level))
+    return absl_logging.converter.absl_to_standard(absl_logging.get_verbosity())
 
 
 def _absl_handler():

@@ -64,3 +64,19 @@ class QuietTest(tf.test.TestCase):
         self.assertIsNone(path)
         self.assertFalse(os.path.exists(os.path.join(out, "logs")))
         self.assertIn("Trainer ...", terminal.getvalue())
+
+    def test_progress_survives_a_library_switching_to_the_absl_handler(self):
+        # TFX's Transform executor turns absl's handler on mid-run, which resets the logging level
+        # from absl's verbosity flag (WARNING by default); progress lines must keep coming.
+        out = self.create_tempdir().full_path
+        terminal = io.StringIO()
+        with contextlib.redirect_stderr(terminal):
+            with quiet.logs_to_file(out):
+                absl_logging.info("Component Transform is running.")
+                absl_logging.use_absl_handler()
+                absl_logging.info("Component Transform is finished.")
+                absl_logging.info("Component Trainer is running.")
+        lines = terminal.getvalue().splitlines()[1:]
+        self.assertLen(lines, 3)
+        self.assertRegex(lines[2], r"^\[ *\d+\.\ds\] Trainer \.\.\.$")
+        self.assertNotIn(absl_logging.get_absl_handler(), logging.getLogger().handlers)
