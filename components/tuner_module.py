@@ -21,7 +21,8 @@ custom_config (JSON-ready; trainer/tuning.py checks spaces and options before an
 Outputs: `best_hyperparameters/best_hyperparameters.txt` (keras-tuner's HyperParameters JSON,
 names `<label>.<option>`: tuning.load_hyperparameters reads it), and under `tuner_results`
 TFX's `tuner_results.json` plus our `trials.json` (MethodTuner.results(): every trial's options,
-objective, status, wall time; the best options; the search's wall time).
+objective, status, wall time; the best options; the search's wall time). The Vertex AI Tuner
+(`tuner_component(vertex=...)`, parallel trials) writes tuner_results.json only: read_trials.
 """
 import hashlib
 import json
@@ -41,6 +42,7 @@ from trainer import data, method_tuner, methods, protocol, protocols, task, tuni
 from trainer.context import ProtocolContext
 
 TRIALS_FILE = "trials.json"
+TFX_RESULTS_FILE = "tuner_results.json"  # written by TFX's write_best_hyperparameters
 _SPLIT_DIR = re.compile(r"Split-([^/\\]+)[/\\]\*$")
 
 
@@ -93,9 +95,19 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
                                                 custom.get("stages"), custom.get("metric", "auc"))
     tuner = method_tuner.make_tuner(
         label, space, objective, custom.get("tuner", "random"),
-        custom.get("trials", 10), custom.get("seed", 0), fn_args.working_dir,
+        custom.get("trials", 10), custom.get("seed", 0), working_dir(custom, fn_args),
         custom.get("fixed"), budget=len(seeds), log=protocol.Progress(prefix=f"Tuner {label}", stream=sys.stderr))
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})
+
+
+def working_dir(custom: dict, fn_args) -> str:
+    """The keras-tuner folder: the executor's, or on Vertex AI (REMOTE_TRIALS_WORKING_DIR_KEY) one
+    folder per tuner process under that shared one (each tuner overwrites its own folder)."""
+    remote = custom.get(tfx.extensions.google_cloud_ai_platform.experimental
+                        .REMOTE_TRIALS_WORKING_DIR_KEY)
+    if not remote:
+        return fn_args.working_dir
+    return os.path.join(remote, os.environ.get("KERASTUNER_TUNER_ID", "tuner0"))
 
 
 class TrialsExecutor(tuner_executor.Executor):
@@ -123,20 +135,37 @@ def tuner_component(label: str, space: dict, examples, transform_graph, tuning_m
                     protocol_name: str, protocol_params: dict, splits=("base", "warm_a", "warm_b",
                                                                        "warm_c", "test"),
                     fixed: Optional[dict] = None, tuner: str = "random", trials: int = 10,
-                    seed: int = 0, backbone: str = "", **config) -> MethodTuner:
+                    seed: int = 0, backbone: str = "", vertex: Optional[dict] = None,
+                    **config):
     """The Tuner of method `label` (id `Tuner.<label>`, or `Tuner.<backbone>.<label>`) over the tuning view's transformed
     `examples` (`splits`: every split a protocol run reads) and its pretrained `tuning_model`.
-    `config`: further custom_config keys (seeds, stages, metric, train, code_version)."""
+    `config`: further custom_config keys (seeds, stages, metric, train, code_version).
+    `vertex` ({"project", "region", "machine_type", "image", "parallel_trials", "pipeline_root"}):
+    the Vertex AI Tuner instead, running `parallel_trials` trials at once on a CustomJob of
+    `image` (a chief and parallel_trials - 1 workers; keras-tuner's distributed mode), its
+    keras-tuner folders under <pipeline_root>/tuner/<node id>."""
     custom = {"method": label, "space": space, "fixed": dict(fixed or {}), "tuner": tuner,
               "trials": trials, "seed": seed,
               "protocol": {"name": protocol_name, "params": dict(protocol_params)}, **config}
-    return MethodTuner(
-        tuner_fn="components.tuner_module.tuner_fn", examples=examples,
-        transform_graph=transform_graph, base_model=tuning_model,
-        train_args=tfx.proto.TrainArgs(splits=list(splits[:1])),
-        eval_args=tfx.proto.EvalArgs(splits=list(splits[1:])),
-        custom_config=custom).with_id(".".join(["Tuner", *([backbone] if backbone else []),
-                                                 label.replace("/", "_")]))
+    node_id = ".".join(["Tuner", *([backbone] if backbone else []), label.replace("/", "_")])
+    inputs = dict(tuner_fn="components.tuner_module.tuner_fn", examples=examples,
+                  transform_graph=transform_graph, base_model=tuning_model,
+                  train_args=tfx.proto.TrainArgs(splits=list(splits[:1])),
+                  eval_args=tfx.proto.EvalArgs(splits=list(splits[1:])))
+    if not vertex:
+        return MethodTuner(custom_config=custom, **inputs).with_id(node_id)
+    cloud = tfx.extensions.google_cloud_ai_platform
+    pool = {"machine_spec": {"machine_type": vertex["machine_type"]},
+            "container_spec": {"image_uri": vertex["image"]}}
+    custom.update({
+        cloud.ENABLE_VERTEX_KEY: True, cloud.VERTEX_REGION_KEY: vertex["region"],
+        cloud.experimental.TUNING_ARGS_KEY: {"project": vertex["project"], "job_spec": {
+            "worker_pool_specs": [{**pool, "replica_count": 1},
+                                  {**pool, "replica_count": vertex["parallel_trials"] - 1}]}},
+        cloud.experimental.REMOTE_TRIALS_WORKING_DIR_KEY: "/".join(
+            [vertex["pipeline_root"].rstrip("/"), "tuner", node_id])})
+    return cloud.Tuner(tune_args=tfx.proto.TuneArgs(num_parallel_trials=vertex["parallel_trials"]),
+                       custom_config=custom, **inputs).with_id(node_id)
 
 
 def hyperparameters_importer(path: str, label: Optional[str] = None):
@@ -157,5 +186,29 @@ def hyperparameters_importer(path: str, label: Optional[str] = None):
 
 
 def read_trials(tuner_results_uri: str) -> dict:
-    with tf.io.gfile.GFile(os.path.join(tuner_results_uri, TRIALS_FILE)) as f:
-        return json.load(f)
+    """trials.json (MethodTuner.results()); without it (the Vertex AI Tuner), TFX's
+    tuner_results.json in the same structure, marked `remote`: its completed trials only, in
+    trial id order, without wall times (None) nor oracle, `best` without the --set options."""
+    path = os.path.join(tuner_results_uri, TRIALS_FILE)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    path = os.path.join(tuner_results_uri, TFX_RESULTS_FILE)
+    with tf.io.gfile.GFile(path) as f:
+        rows = json.load(f)  # completed trials, best first: {trial_id, score, METHOD.OPTION...}
+    values = [{k: v for k, v in row.items() if k not in ("trial_id", "score")} for row in rows]
+    labels = sorted({label for v in values for label in tuning.options_of(v)})
+    if len(labels) != 1:
+        raise ValueError(f"{path}: expected the completed trials of one method, found {labels}")
+    label = labels[0]
+    defaults = methods.method_class(label).defaults
+    trials = []
+    for row, value in zip(rows, values):
+        options = tuning.options_of(value, label).get(label, {})
+        trials.append({"trial_id": row["trial_id"], "options": options, "objective": row["score"],
+                       "status": "completed", "message": "", "wall_s": None,
+                       "defaults": all(defaults[o] == v for o, v in options.items())})
+    best = trials[0]
+    return {"method": label, "oracle": None, "remote": True, "wall_s": None,
+            "trials": sorted(trials, key=lambda t: (len(str(t["trial_id"])), str(t["trial_id"]))),
+            "best": {k: best[k] for k in ("trial_id", "objective", "options")}}

@@ -123,6 +123,31 @@ def tuning_arguments(args: argparse.Namespace, method_names, method_options, pro
             "hyperparameters": None}
 
 
+def vertex_tuning(args: argparse.Namespace, tuning):
+    """The `vertex` entry of the `tuning` argument from compile's --parallel-trials,
+    --vertex-project, --vertex-region and --tuner-machine-type (None without them), checked
+    before any work: the Tuners become Vertex AI's, running that many trials at once."""
+    if args.parallel_trials is None:
+        for flag, value in (("--vertex-project", args.vertex_project),
+                            ("--vertex-region", args.vertex_region),
+                            ("--tuner-machine-type", args.tuner_machine_type)):
+            if value is not None:
+                raise ValueError(f"{flag} needs --parallel-trials")
+        return None
+    if args.hyperparameters:
+        raise ValueError("--hyperparameters skips the search: --parallel-trials does not apply")
+    if not tuning:
+        raise ValueError("--parallel-trials needs --tune")
+    if not args.vertex_project:
+        raise ValueError("--parallel-trials needs --vertex-project")
+    if args.parallel_trials < 2:
+        raise ValueError(f"--parallel-trials must be at least 2, not {args.parallel_trials}")
+    return {"parallel_trials": args.parallel_trials, "project": args.vertex_project,
+            "region": args.vertex_region or "us-central1",
+            "machine_type": args.tuner_machine_type or "n1-standard-8", "image": args.image,
+            "pipeline_root": args.pipeline_root}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coldstart", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -147,6 +172,12 @@ def parser() -> argparse.ArgumentParser:
                       help="the schema's path inside the image (default: the Dockerfile's copy of "
                            "the built-in one)")
     comp.add_argument("--output", required=True, help="pipeline JSON file to write")
+    comp.add_argument("--parallel-trials", type=int, metavar="N",
+                      help="with --tune: Vertex AI's Tuner runs N >= 2 trials at once (a "
+                           "CustomJob of N machines running --image)")
+    comp.add_argument("--vertex-project", help="Google Cloud project of --parallel-trials' job")
+    comp.add_argument("--vertex-region", help="its region (default us-central1)")
+    comp.add_argument("--tuner-machine-type", help="its machine type (default n1-standard-8)")
     return p
 
 
@@ -217,6 +248,9 @@ def compiled_pipeline(args: argparse.Namespace):
     from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
 
     kwargs = pipeline_arguments(args)
+    vertex = vertex_tuning(args, kwargs.get("tuning"))
+    if vertex:
+        kwargs["tuning"]["vertex"] = vertex
     schema_file = args.schema_file
     if not schema_file:
         if args.dataset not in schemas.builtin():

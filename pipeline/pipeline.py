@@ -159,7 +159,8 @@ def create_pipeline(
     The raw files' fingerprint and the code version are parameters, so caching sees edits.
     `tuning` (issue 17, checked by the CLI): {"labels": tuned method labels, "spaces": {label:
     checked space}, "tuner", "trials", "seed", "tune_seeds": trials average over the first
-    tune_seeds of `seeds`, "hyperparameters": a saved file (skips the search) or None}; see `tuning_components`."""
+    tune_seeds of `seeds`, "hyperparameters": a saved file (skips the search) or None, "vertex":
+    optional, the Vertex AI Tuner's job (tuner_module.tuner_component)}; see `tuning_components`."""
     code = code_version()
     fingerprint = input_fingerprint(dataset, data_root)
     example_gen = example_gen_lib.ClickLogExampleGen(
@@ -282,7 +283,7 @@ def tuning_components(tuning, example_gen, quarantine_gate, schema, gate, datase
                 transform.outputs["transform_graph"], trainer.outputs["model"], view.name,
                 view.params, fixed=method_options.get(label, {}), tuner=tuning["tuner"],
                 trials=tuning["trials"], seed=tuning["seed"], backbone=backbone,
-                seeds=list(seeds), code_version=code)
+                seeds=list(seeds), code_version=code, vertex=tuning.get("vertex"))
             nodes.append(tuner)
             warmup_inputs[backbone][f"hyperparameters_{index}"] = tuner.outputs[
                 "best_hyperparameters"]

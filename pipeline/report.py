@@ -177,7 +177,8 @@ def tuning_section(phase_metrics: Dict[str, Any], searches: List[Dict[str, Any]]
             entry["imported"] = config.get("hyperparameters")
         else:
             entry.update(tuner=config.get("tuner"), best=search["best"],
-                         wall_s=round(search["wall_s"], 1),
+                         wall_s=None if search["wall_s"] is None else round(search["wall_s"], 1),
+                         **({"remote": True} if search.get("remote") else {}),
                          trials=[{key: trial[key] for key in ("trial_id", "options", "objective",
                                                               "status", "wall_s", "defaults",
                                                               "message")}
@@ -196,20 +197,28 @@ def render_tuning(tuning: Dict[str, Dict[str, Any]]) -> List[str]:
             continue
         done = sum(t["status"] == "completed" for t in entry["trials"])
         lines += ["", f"### {label} ({entry['tuner']} search, {len(entry['trials'])} trials, "
-                      f"{done} completed, {entry['wall_s']:.1f} s)", "",
-                  "| trial | options | objective | status | wall s |", "|---|---|---|---|---|"]
+                      f"{done} completed, {_seconds(entry['wall_s'])} s)", ""]
+        if entry.get("remote"):
+            lines += ["Vertex AI parallel trials: completed trials only (TFX's "
+                      "tuner_results.json), no wall times.", ""]
+        lines += ["| trial | options | objective | status | wall s |", "|---|---|---|---|---|"]
         for trial in entry["trials"]:
             objective = "-" if trial["objective"] is None else f"{trial['objective']:.4f}"
             status = trial["status"] + (" (defaults)" if trial["defaults"] else "")
             if trial["message"]:
                 status += f": {trial['message']}"
             lines.append(f"| {trial['trial_id']} | {trial['options']} | {objective} | {status} | "
-                         f"{trial['wall_s']:.1f} |")
+                         f"{_seconds(trial['wall_s'])} |")
         best = entry["best"]
         lines += ["", (f"Best: trial {best['trial_id']}, objective {best['objective']:.4f}; "
                        if best else "No trial completed; ")
                   + f"{entry['label']} evaluated with {entry['options']}."]
     return lines
+
+
+def _seconds(value) -> str:
+    """A wall time in s, or "-" where none was measured (Vertex AI's parallel trials)."""
+    return "-" if value is None else f"{value:.1f}"
 
 
 def plot_tuning(label: str, entry: Dict[str, Any], path: str) -> None:

@@ -5,6 +5,8 @@ import json
 import math
 import os
 import tempfile
+import types
+from unittest import mock
 
 import keras_tuner as kt
 import numpy as np
@@ -17,6 +19,7 @@ from tfx import types as tfx_types
 from tfx.types import standard_artifacts, standard_component_specs
 
 from components import tuner_module
+from pipeline import report as report_lib
 from tests import fixtures
 from trainer import data, features, method_tuner, methods, protocol, protocols, task, tuning
 from trainer.context import ProtocolContext
@@ -501,3 +504,96 @@ class TunerComponentTest(tf.test.TestCase):
         importer = tuner_module.hyperparameters_importer("best.json", "csdm")
         self.assertEqual(importer.id, "ImportHyperparameters.csdm")
         self.assertEqual(importer.exec_properties["artifact_uri"], os.path.abspath("best.json"))
+
+
+class RemoteTrialsTest(tf.test.TestCase):
+    """The Vertex AI Tuner writes TFX's tuner_results.json, not trials.json: read_trials falls
+    back to it, and the report renders its completed trials without wall times."""
+
+    def test_read_trials_falls_back_to_tfx_tuner_results(self):
+        def objective(options):
+            if options["T"] == 200:
+                raise protocol.NonFiniteLoss("round on base", 3, float("nan"))
+            return -((options["T"] - 100) / 50.0) ** 2
+
+        space = tuning.check_space(methods.CSDM, {"T": {"type": "choice",
+                                                        "values": [50, 100, 200]}}, "csdm")
+        tuner = method_tuner.make_tuner("csdm", space, objective, "random", 3, 0,
+                                        self.get_temp_dir(), {"iters": 2})
+        tuner.search()
+        ids = {t["options"]["T"]: t["trial_id"] for t in tuner.results()["trials"]}
+        results = standard_artifacts.TunerResults()
+        results.uri = self.create_tempdir().full_path
+        hyperparameters = standard_artifacts.HyperParameters()
+        hyperparameters.uri = self.create_tempdir().full_path
+        # What the Vertex AI Tuner's chief writes: TFX's own function.
+        tuner_executor.write_best_hyperparameters(tuner, {
+            standard_component_specs.TUNER_RESULTS_KEY: [results],
+            standard_component_specs.BEST_HYPERPARAMETERS_KEY: [hyperparameters]})
+        self.assertEqual(os.listdir(results.uri), ["tuner_results.json"])
+
+        read = tuner_module.read_trials(results.uri)
+        # Trial 0 ran the defaults (T 100, objective 0); T 200 failed: not in TFX's file.
+        self.assertEqual(read, {
+            "method": "csdm", "oracle": None, "remote": True, "wall_s": None,
+            "trials": [{"trial_id": ids[100], "options": {"T": 100}, "objective": 0.0,
+                        "status": "completed", "message": "", "wall_s": None, "defaults": True},
+                       {"trial_id": ids[50], "options": {"T": 50}, "objective": -1.0,
+                        "status": "completed", "message": "", "wall_s": None,
+                        "defaults": False}],
+            "best": {"trial_id": ids[100], "objective": 0.0, "options": {"T": 100}}})
+
+        section = report_lib.tuning_section(
+            {"tuned": {"csdm": {"T": 100}}, "method_options": {"csdm/tuned": {"iters": 2,
+                                                                              "T": 100}}},
+            [read], {"tuner": "random"})
+        self.assertEqual((section["csdm"]["remote"], section["csdm"]["wall_s"]), (True, None))
+        self.assertEqual(report_lib.render_tuning(section), [
+            "", "## Tuning (on the protocol's tuning view, never its test split)",
+            "", "### csdm (random search, 2 trials, 2 completed, - s)", "",
+            "Vertex AI parallel trials: completed trials only (TFX's tuner_results.json), "
+            "no wall times.", "",
+            "| trial | options | objective | status | wall s |", "|---|---|---|---|---|",
+            f"| {ids[100]} | {{'T': 100}} | 0.0000 | completed (defaults) | - |",
+            f"| {ids[50]} | {{'T': 50}} | -1.0000 | completed | - |",
+            "", f"Best: trial {ids[100]}, objective 0.0000; csdm/tuned evaluated with "
+                "{'iters': 2, 'T': 100}."])
+        plot = os.path.join(self.get_temp_dir(), "tuning_csdm.png")
+        report_lib.plot_tuning("csdm", section["csdm"], plot)
+        self.assertGreater(os.path.getsize(plot), 0)
+
+        # trials.json, where the local executor wrote it, wins.
+        with open(os.path.join(results.uri, tuner_module.TRIALS_FILE), "w") as f:
+            json.dump(tuner.results(), f)
+        self.assertLen(tuner_module.read_trials(results.uri)["trials"], 3)
+
+    def test_each_remote_tuner_keeps_its_own_folder(self):
+        fn_args = types.SimpleNamespace(working_dir="/tmp/executor")
+        self.assertEqual(tuner_module.working_dir({"method": "cvar"}, fn_args), "/tmp/executor")
+        custom = {"remote_trials_working_dir": "gs://b/r/tuner/Tuner.deepfm.cvar"}
+        with mock.patch.dict(os.environ, {"KERASTUNER_TUNER_ID": "tfx-tuner-workerpool1-0"}):
+            self.assertEqual(tuner_module.working_dir(custom, fn_args),
+                             "gs://b/r/tuner/Tuner.deepfm.cvar/tfx-tuner-workerpool1-0")
+
+    def test_hand_written_results_of_a_variant_with_hyperband_entries(self):
+        uri = self.create_tempdir().full_path
+        band = {"tuner/epochs": 3, "tuner/initial_epoch": 1, "tuner/bracket": 1, "tuner/round": 1}
+        rows = [{"trial_id": "0003", "score": 0.71, "csdm/x.T": 50, **band},
+                {"trial_id": "0001", "score": 0.7, "csdm/x.T": 100, "csdm/x.iters": 2, **band}]
+        path = os.path.join(uri, "tuner_results.json")
+        with open(path, "w") as f:
+            json.dump(rows, f)
+        read = tuner_module.read_trials(uri)
+        self.assertEqual((read["method"], read["best"]),
+                         ("csdm/x", {"trial_id": "0003", "objective": 0.71, "options": {"T": 50}}))
+        self.assertEqual([(t["trial_id"], t["options"], t["defaults"]) for t in read["trials"]],
+                         [("0001", {"T": 100, "iters": 2}, False), ("0003", {"T": 50}, False)])
+        for rows, found in (([], "[]"), ([{"trial_id": "0", "score": 1.0, "csdm.T": 50},
+                                          {"trial_id": "1", "score": 0.5, "cvar.iters": 2}],
+                                         "['csdm', 'cvar']")):
+            with open(path, "w") as f:
+                json.dump(rows, f)
+            with self.assertRaisesWithLiteralMatch(
+                    ValueError, f"{path}: expected the completed trials of one method, found "
+                                f"{found}"):
+                tuner_module.read_trials(uri)

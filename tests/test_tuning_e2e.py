@@ -179,6 +179,39 @@ class TuningCompileTest(tf.test.TestCase):
                          [4, 5])
         self.assertEqual(json.loads(params["Trainer.dcn"]["custom_config"])["seeds"], [4, 5, 6])
 
+    def test_parallel_trials_compile_the_vertex_ai_tuner(self):
+        def executor_class(spec, task):
+            label = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]
+            args = spec["deploymentSpec"]["executors"][label["executorLabel"]]["container"]["args"]
+            return args[args.index("--executor_class_path") + 1]
+
+        local = self.compiled(["--tune", "cvar"])
+        self.assertEqual(executor_class(local, "Tuner.dcn.cvar"),
+                         "components.tuner_module.TrialsExecutor")
+        self.assertNotIn("tune_args", task_parameters(local)["Tuner.dcn.cvar"])
+        spec = self.compiled(["--tune", "cvar", "--parallel-trials", "3", "--vertex-project", "p",
+                              "--vertex-region", "europe-west4"])
+        params = task_parameters(spec)
+        pool = {"machine_spec": {"machine_type": "n1-standard-8"},
+                "container_spec": {"image_uri": "img:1"}}
+        for task in ("Tuner.deepfm.cvar", "Tuner.dcn.cvar"):
+            self.assertEqual(executor_class(spec, task),
+                             "tfx.extensions.google_cloud_ai_platform.tuner.executor.Executor")
+            self.assertEqual(json.loads(params[task]["tune_args"]), {"num_parallel_trials": 3})
+            custom = json.loads(params[task]["custom_config"])
+            self.assertEqual(custom.pop("ai_platform_tuning_args"), {
+                "project": "p", "job_spec": {"worker_pool_specs": [
+                    {**pool, "replica_count": 1}, {**pool, "replica_count": 2}]}})
+            self.assertEqual({k: custom.pop(k) for k in ("ai_platform_enable_vertex",
+                                                         "ai_platform_vertex_region",
+                                                         "remote_trials_working_dir")},
+                             {"ai_platform_enable_vertex": True,
+                              "ai_platform_vertex_region": "europe-west4",
+                              "remote_trials_working_dir": f"gs://b/runs/tuner/{task}"})
+            # The rest is the local Tuner's custom_config, for the same tuner_fn.
+            self.assertEqual(custom, json.loads(task_parameters(local)[task]["custom_config"]))
+            self.assertEqual(params[task]["tuner_fn"], "components.tuner_module.tuner_fn")
+
     def test_imported_hyperparameters_replace_the_search(self):
         path = os.path.join(self.create_tempdir().full_path, "best.json")
         with open(path, "w") as f:
@@ -233,3 +266,38 @@ class TuneArgumentErrorsTest(tf.test.TestCase):
             self.assertEqual((command, extra, code, stderr.getvalue()),
                              (command, extra, 2, f"coldstart: error: {message}\n"))
         self.assertEqual(sorted(os.listdir(out)), ["hp.json", "space.yaml"])
+
+    def test_vertex_flags_are_compile_only_and_checked_before_any_work(self):
+        out = self.create_tempdir().full_path
+        hp = os.path.join(out, "hp.json")
+        with open(hp, "w") as f:
+            json.dump({"values": {"cvar.iters": 2}}, f)
+        vertex = ["--parallel-trials", "3", "--vertex-project", "p"]
+        cases = (
+            (vertex, "--parallel-trials needs --tune"),
+            (["--tune", "cvar", "--parallel-trials", "3"],
+             "--parallel-trials needs --vertex-project"),
+            (["--tune", "cvar", "--parallel-trials", "1", "--vertex-project", "p"],
+             "--parallel-trials must be at least 2, not 1"),
+            (["--hyperparameters", hp, *vertex],
+             "--hyperparameters skips the search: --parallel-trials does not apply"),
+            (["--tune", "cvar", "--vertex-region", "europe-west4"],
+             "--vertex-region needs --parallel-trials"),
+        )
+        for extra, message in cases:
+            stderr = io.StringIO()
+            with contextlib.redirect_stderr(stderr):
+                code = cli.main(["compile", "--data-root", "gs://b/d", "--pipeline-root",
+                                 "gs://b/r", "--image", "img", "--dataset", "ml-1m", "--methods",
+                                 "base,cvar", *extra, "--output", os.path.join(out, "x")])
+            self.assertEqual((extra, code, stderr.getvalue()),
+                             (extra, 2, f"coldstart: error: {message}\n"))
+        # `run` has no such flags: LocalDagRunner cannot run remote trials.
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), self.assertRaises(SystemExit) as exit_:
+            cli.main(["run", "--data-dir", out, "--methods", "base,cvar", "--tune", "cvar",
+                      *vertex, "--output", os.path.join(out, "x")])
+        self.assertEqual(exit_.exception.code, 2)
+        self.assertEqual(stderr.getvalue().splitlines()[-1], "coldstart: error: unrecognized "
+                         "arguments: --parallel-trials 3 --vertex-project p")
+        self.assertEqual(os.listdir(out), ["hp.json"])
