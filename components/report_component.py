@@ -21,7 +21,8 @@ class Report(artifact.Artifact):
 
 
 def write_report(directory: str, report: dict) -> None:
-    """report.json, report.md and auc_by_phase.png of one backbone."""
+    """report.json, report.md and auc_by_phase.png of one backbone (and the tuning and alpha
+    curve plots)."""
     tf.io.gfile.makedirs(directory)
     with tf.io.gfile.GFile(os.path.join(directory, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
@@ -33,6 +34,9 @@ def write_report(directory: str, report: dict) -> None:
         if section.get("trials"):
             report_lib.plot_tuning(label, section, os.path.join(
                 directory, f"tuning_{label.replace('/', '_')}.png"))
+    for label, entry in report.get("alpha_curve", {}).items():
+        report_lib.plot_alpha_curve(label, entry, os.path.join(
+            directory, report_lib.alpha_plot_name(label)))
 
 
 @component

@@ -89,7 +89,7 @@ def WarmupEvaluate(
     with tf.io.gfile.GFile(os.path.join(model_dir, "train_config.json")) as f:
         train_config = json.load(f)
     config = protocol.TrainConfig(**train_config["train"])
-    results, failed = {}, []
+    results, failed, diagnostics = {}, [], {}
     pretraining_failed = train_config.get("failed", {})
     context = ProtocolContext(evaluation_protocol, load)
     writer = _PredictionWriter(predictions, context.eval_data, evaluation_protocol)
@@ -113,6 +113,9 @@ def WarmupEvaluate(
                 failed.append({"method": name, "seed": seed, "message": str(err)})
                 continue
             per_seed[str(seed)] = evaluation_protocol.report_slices(stages)
+            found = method.report_diagnostics()  # e.g. aqcl's alpha curve, for the report
+            if found:
+                diagnostics.setdefault(name, {})[str(seed)] = found
             if train_config["seeds"].index(seed) < prediction_seeds:
                 writer.write(name, seed, scores)
         results[name] = per_seed
@@ -126,7 +129,9 @@ def WarmupEvaluate(
                    # the report's column order (the JSON below sorts keys)
                    "slices": next((list(s) for per_seed in results.values()
                                    for s in per_seed.values()), []),
-                   "methods": results, "failed": failed}, f, indent=1, sort_keys=True)
+                   "methods": results, "failed": failed,
+                   **({"diagnostics": diagnostics} if diagnostics else {})},
+                  f, indent=1, sort_keys=True)
 
 
 def tuned_options(artifacts, labels):

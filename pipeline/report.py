@@ -3,10 +3,12 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from trainer import metrics
+from trainer import aqcl, metrics
 from trainer.protocol import PHASES
+from trainer.protocols.leave_last_out import GROUPS
 
 SPLIT_KEYS = ("base", "warm_a", "warm_b", "warm_c", "test", "dropped")
+ALPHA_X = np.linspace(0.0, 4.0, 81)  # L_j / mean L at which report.json samples AQCL's alpha
 INGEST_COUNTS = (("duplicate_files", "input files matched twice (read once)"),
                  ("duplicate_rows", "exact duplicate log rows"),
                  ("dropped_duplicates", "of them dropped (dedupe)"),
@@ -72,7 +74,94 @@ def build_report(dataset: str, split_stats: Dict[str, Any], phase_metrics: Dict[
         "failed": list(phase_metrics.get("failed", [])),
         "config": config,
     })
+    if phase_metrics.get("diagnostics"):  # the methods' report_diagnostics, per label and seed
+        report["diagnostics"] = phase_metrics["diagnostics"]
+        curves = alpha_curves(phase_metrics["diagnostics"], split_stats)
+        if curves:
+            report["alpha_curve"] = curves
     return report
+
+
+def alpha_curves(diagnostics: Dict[str, Any], split_stats: Dict[str, Any]) -> Dict[str, Any]:
+    """report.json's `alpha_curve`, per label whose seeds carry one (aqcl): `seeds` {seed: {w1,
+    w2, mean_L}}, `alpha` {seed: R at `x`}, R(x) = exp(-w1 x^w2) at x = L_j / mean L in [0, 4]
+    (trainer/aqcl.alpha), and the user-group edges on L (leave_last_out's cut values)."""
+    edges = []
+    if "cut_low_value" in split_stats:
+        edges = [{"L": split_stats["cut_low_value"], "between": list(GROUPS[:2])},
+                 {"L": split_stats["cut_high_value"], "between": list(GROUPS[1:])}]
+    out = {}
+    for label, per_seed in diagnostics.items():
+        seeds = {seed: found["alpha_curve"] for seed, found in per_seed.items()
+                 if "alpha_curve" in found}
+        if seeds:
+            out[label] = {"seeds": seeds, "x": ALPHA_X.tolist(), "group_edges": edges,
+                          "alpha": {seed: _alpha(ALPHA_X, p).tolist() for seed, p in seeds.items()}}
+    return out
+
+
+def _alpha(x, parameters) -> np.ndarray:
+    return aqcl.alpha(x, 1.0, parameters["w1"], parameters["w2"]).numpy().astype(np.float64)
+
+
+def alpha_plot_name(label: str) -> str:
+    return f"alpha_{label.replace('/', '_')}.png"
+
+
+def render_alpha_curves(curves: Dict[str, Dict[str, Any]]) -> List[str]:
+    """The markdown lines of report.json's `alpha_curve` section."""
+    lines = ["", "## AQCL alpha curve: alpha = exp(-w1 (L_j / mean L)^w2)"]
+    for label, entry in curves.items():
+        same = {}  # seeds with the same parameters, on one line
+        for seed, p in entry["seeds"].items():
+            same.setdefault((p["w1"], p["w2"], p["mean_L"]), []).append(seed)
+        seeds = "; ".join(f"{_seeds(which)}: w1 {w1:g}, w2 {w2:g}, mean L {mean:.3f}"
+                          for (w1, w2, mean), which in same.items())
+        edges = "; ".join(f"L = {e['L']} ({' | '.join(e['between'])})"
+                          for e in entry["group_edges"])
+        lines += ["", f"{label}: `{alpha_plot_name(label)}`; {seeds}."
+                  + (f" Group edges (the protocol's cut values on the user's train clicks; a "
+                     f"sample's L_j counts all its earlier clicks): {edges}." if edges else "")]
+    return lines
+
+
+def _seeds(seeds: List[str]) -> str:
+    return ("seeds " if len(seeds) > 1 else "seed ") + ", ".join(seeds)
+
+
+def plot_alpha_curve(label: str, entry: Dict[str, Any], path: str) -> None:
+    """alpha against L_j / mean L: one line per distinct (w1, w2) over the seeds, the user-group
+    edges as vertical lines at edge / mean L (one per distinct mean L)."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    seeds = entry["seeds"]
+    means = sorted({p["mean_L"] for p in seeds.values()})
+    right = max([4.0] + [1.05 * e["L"] / m for e in entry["group_edges"] for m in means])
+    x = np.linspace(0.0, right, 201)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for w in sorted({(p["w1"], p["w2"]) for p in seeds.values()}):
+        which = [s for s, p in seeds.items() if (p["w1"], p["w2"]) == w]
+        ax.plot(x, _alpha(x, dict(w1=w[0], w2=w[1])),
+                label=f"w1 {w[0]:g}, w2 {w[1]:g} ({_seeds(which)})")
+    for index, edge in enumerate(entry["group_edges"]):
+        for mean in means:
+            at = edge["L"] / mean
+            ax.axvline(at, color=f"C{index + 1}", linestyle="--", linewidth=1)
+            ax.text(at, 0.98, f" L={edge['L']}: {' | '.join(edge['between'])}"
+                    + (f" (mean L {mean:.2f})" if len(means) > 1 else ""),
+                    rotation=90, va="top", fontsize=7, transform=ax.get_xaxis_transform())
+    ax.set_xlim(0.0, right)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel(f"L_j / mean L (mean L {', '.join(f'{m:.2f}' for m in means)})")
+    ax.set_ylabel("alpha = R(L_j)")
+    ax.set_title(f"{label}: learned alpha curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def report_slices(report: Dict[str, Any]) -> List[str]:
@@ -156,6 +245,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
                       f"{report['tfma']['max_abs_auc_diff']:.1e}."]
     if "tuning" in report:
         lines += render_tuning(report["tuning"])
+    if "alpha_curve" in report:
+        lines += render_alpha_curves(report["alpha_curve"])
     if "wall_seconds" in report:
         lines += ["", f"Wall time: {report['wall_seconds']:.1f} s."]
     return "\n".join(lines) + "\n"

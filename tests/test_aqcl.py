@@ -1,5 +1,8 @@
 """AQCL (issue 14): the losses against direct formulas in numpy, Sinkhorn, the codebook's gradient
 paths, the DIN backbone on hand-built histories, and the regularised methods end to end."""
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -378,3 +381,76 @@ class MethodTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "alpha must be adaptive or constant"):
             build_method("aqcl", alpha="fixed")
         self.assertEqual(aqcl_methods.AQCL.protocols, ("leave_last_out",))
+
+
+class AlphaCurveReportTest(tf.test.TestCase):
+    """The alpha curve of the report (issue 14 item 5): the method's diagnostics, report.json's
+    samples of R against numpy, the markdown and the plot."""
+
+    def test_diagnostics_carry_the_mean_history_the_method_used(self):
+        train = history_batch(8, seed=5)
+        # users 0, 1, 2 with 2, 0 and 3 positive rows: mean L = 5 / 3
+        train["user_id"] = np.array([0, 0, 0, 1, 2, 2, 2, 2])
+        train[features.LABEL] = np.array([1, 0, 1, 0, 1, 1, 1, 0])
+        splits = {"train": train, "validation": history_batch(8, seed=6),
+                  "test": history_batch(8, seed=7)}
+        config = protocol.TrainConfig(batch_size=8, pretrain_epochs=1)
+        method = build_method("aqcl", seed=0, w1=0.7, w2=2.0)
+        self.assertEqual(method.report_diagnostics(), {})  # before it ran
+        method.prepare(build(), context_of(splits), config)
+        found = method.report_diagnostics()["alpha_curve"]
+        self.assertEqual((found["w1"], found["w2"]), (0.7, 2.0))
+        self.assertAllClose(found["mean_L"], 5 / 3)
+        given = build_method("aqcl", seed=0, mean_history=2.5)
+        given.prepare(build(), context_of(splits), config)
+        self.assertEqual(given.report_diagnostics()["alpha_curve"]["mean_L"], 2.5)
+        constant = build_method("aqcl", seed=0, alpha="constant")
+        constant.prepare(build(), context_of(splits), config)
+        self.assertEqual(constant.report_diagnostics(), {})
+        self.assertEqual(build_method("icl").report_diagnostics(), {})
+
+    def test_report_samples_the_curve_and_writes_the_plot(self):
+        from components.report_component import write_report  # pylint: disable=import-outside-toplevel
+        from pipeline import report as report_lib  # pylint: disable=import-outside-toplevel
+        slices = {"overall": {"auc": 0.7, "f1": 0.3, "rows": 10}}
+        curve = {"w1": 0.7, "w2": 2.0, "mean_L": 2.5}
+        tuned = {"w1": 1.5, "w2": 0.5, "mean_L": 2.5}
+        phase_metrics = {
+            "backbone": "din", "seeds": [0, 1], "slices": ["overall"],
+            "protocol": {"name": "leave_last_out", "params": {"unit": "event"}},
+            "methods": {name: {"0": slices, "1": slices} for name in ("base", "aqcl", "aqcl/tuned")},
+            "diagnostics": {"aqcl": {"0": {"alpha_curve": curve}, "1": {"alpha_curve": curve}},
+                            "aqcl/tuned": {"0": {"alpha_curve": tuned}}}}
+        stats = {"train": 30, "cut_low_value": 5, "cut_high_value": 12, "unit": "event"}
+        report = report_lib.build_report("d", stats, phase_metrics, {})
+        x = np.arange(81) / 20  # 0, 0.05, ..., 4
+        entry = report["alpha_curve"]["aqcl"]
+        self.assertAllClose(entry["x"], x)
+        for seed in ("0", "1"):
+            self.assertAllClose(entry["alpha"][seed], np.exp(-0.7 * x ** 2), rtol=1e-6)
+            self.assertEqual(entry["alpha"][seed][0], 1.0)  # alpha(0) = 1
+        self.assertEqual(entry["seeds"], {"0": curve, "1": curve})
+        self.assertEqual(entry["group_edges"],
+                         [{"L": 5, "between": ["non_active", "slightly_active"]},
+                          {"L": 12, "between": ["slightly_active", "highly_active"]}])
+        other = report["alpha_curve"]["aqcl/tuned"]
+        self.assertEqual(list(other["alpha"]), ["0"])
+        self.assertAllClose(other["alpha"]["0"], np.exp(-1.5 * np.sqrt(x)), rtol=1e-6)
+
+        out = self.create_tempdir().full_path
+        write_report(out, report)
+        for name in ("alpha_aqcl.png", "alpha_aqcl_tuned.png"):
+            with open(os.path.join(out, name), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        with open(os.path.join(out, "report.json")) as f:
+            self.assertEqual(json.load(f)["alpha_curve"], report["alpha_curve"])
+        with open(os.path.join(out, "report.md")) as f:
+            text = f.read()
+        self.assertIn("aqcl: `alpha_aqcl.png`; seeds 0, 1: w1 0.7, w2 2, mean L 2.500.", text)
+        self.assertIn("aqcl/tuned: `alpha_aqcl_tuned.png`; seed 0: w1 1.5, w2 0.5", text)
+        self.assertIn("L = 5 (non_active | slightly_active); L = 12 (slightly_active | "
+                      "highly_active)", text)
+        del phase_metrics["diagnostics"]
+        plain = report_lib.build_report("d", stats, phase_metrics, {})
+        self.assertNotIn("alpha_curve", plain)
+        self.assertNotIn("alpha", report_lib.render_markdown(plain))

@@ -185,6 +185,13 @@ class AQCL(_Contrastive):
                 raise ValueError("aqcl: the training data has no positive row, so mean L is 0")
         return variables + [self.codebook]
 
+    def report_diagnostics(self):
+        """The learned alpha curve's parameters (pipeline/report.py plots R against L / mean L)."""
+        if self.options["alpha"] != "adaptive" or not hasattr(self, "mean_length"):
+            return {}
+        return {"alpha_curve": {"w1": self.options["w1"], "w2": self.options["w2"],
+                                "mean_L": float(self.mean_length)}}
+
     def alphas(self, batch):
         if self.options["alpha"] == "constant":
             return tf.constant(self.options["alpha_value"], tf.float32)

@@ -35,6 +35,11 @@ class ColdStartMethod:
     def after_warm(self, backbone, stage, context, config) -> None:
         """Called after the protocol's adaptation of `stage` (trainer/protocols.Stage)."""
 
+    def report_diagnostics(self) -> dict:
+        """After the run: what the report shows of this (method, seed), JSON-ready; {}: nothing.
+        WarmupEvaluate stores it in phase_metrics.json `diagnostics` {label: {seed: ...}}."""
+        return {}
+
 
 def check_protocol(label: str, cls, protocol_name: str) -> None:
     """A clear error before any work when method `label` does not run on the protocol."""
