@@ -328,6 +328,7 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         seen = method.diagnostics[COLD]
         self.assertEqual(seen["rich_seen"], n_rich)
         self.assertBetween(seen["rich_judged_cold"], 0, n_rich)
+        self.assertEqual(method.report_diagnostics(), {"domains": {str(COLD): seen}})
         b, _, _ = self.run_method("diffmsr", "fnn_md", **TINY)
         for va, vb in zip(a.variables, b.variables):
             self.assertAllEqual(va, vb, msg=va.name)

@@ -360,6 +360,11 @@ class DiffMSR(DomainMethod):
             print(f"{self.name} domain {d}: {self.diagnostics[d]}", file=sys.stderr, flush=True)
             self.clipped, self.selected = [], []
 
+    def report_diagnostics(self):
+        """Per cold domain: rich rows seen and judged cold, fraction of x0_hat clipped."""
+        return {"domains": {str(d): v for d, v in getattr(self, "diagnostics", {}).items()}} \
+            if getattr(self, "diagnostics", None) else {}
+
     def mixed_batches(self, model, classifier, generators, z_true, y_true, z_rich, y_rich, d):
         """batches(epoch) yields one step per rich chunk: (translated + true + pure, labels)."""
         o = self.options
