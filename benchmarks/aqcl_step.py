@@ -30,8 +30,8 @@ BEAUTY_VOCAB = {"user_id": 22364, "item_id": 12102, "category": 250}
 def feature_config(history):
     return features.FeatureConfig(
         fields=(features.Field("user_id", "spr"), features.Field("item_id", "spr"),
-                features.Field("category", "spr"), features.Field("hist_item_id", "seq", history),
-                features.Field("hist_category", "seq", history), features.Field("hist_len", "ctn"),
+                features.Field("category", "spr"), features.Field("hist_item_id", "hist", history, vocab="item_id"),
+                features.Field("hist_category", "hist", history, vocab="category"), features.Field("hist_len", "raw"),
                 features.Field("count", "ctn")),
         item_side=("item_id", "category", "count"))
 

@@ -16,8 +16,8 @@ from trainer.protocols import PROTOCOLS
 L = 5
 CONFIG = features.FeatureConfig(
     fields=(features.Field("user_id", "spr"), features.Field("item_id", "spr"),
-            features.Field("category", "spr"), features.Field("hist_item_id", "seq", L),
-            features.Field("hist_category", "seq", L), features.Field("hist_len", "ctn"),
+            features.Field("category", "spr"), features.Field("hist_item_id", "hist", L, vocab="item_id"),
+            features.Field("hist_category", "hist", L, vocab="category"), features.Field("hist_len", "raw"),
             features.Field("count", "ctn")),
     item_side=("item_id", "category", "count"))
 VOCAB = {"user_id": 12, "item_id": 20, "category": 4}
@@ -201,6 +201,29 @@ class CodebookGradientTest(tf.test.TestCase):
 
 
 class HistoryBackboneTest(tf.test.TestCase):
+
+    def test_the_pipelines_history_features_reach_every_history_backbone(self):
+        # The feature config the pipeline builds from a data set with `history:` (not CONFIG):
+        # each history backbone must read hist_item_id / hist_category, and its representation h
+        # must change when only the history does (h: the logit's change can round away at init).
+        config = features.from_dataset(
+            {"fields": [{"name": "user_id", "type": "categorical"},
+                        {"name": "item_id", "type": "categorical"},
+                        {"name": "category", "type": "categorical"},
+                        {"name": "timestamp", "type": "timestamp"}],
+             "side_info": ["item_id", "category"],
+             "history": {"length": L, "fields": ["category"]}}, row_features=())
+        data = dict(history_batch(32), timestamp=np.linspace(0, 1, 32, dtype=np.float32))
+        other = dict(data, hist_item_id=data["hist_item_id"][::-1],
+                     hist_category=data["hist_category"][::-1])
+        for name in ("din", "deepfm_hist", "wd_hist"):
+            tf.keras.utils.set_random_seed(0)
+            model = backbones.build(name, config, VOCAB)
+            self.assertEqual([f.name for f in model.history_fields],
+                             ["hist_item_id", "hist_category"], msg=name)
+            changed = np.abs(model.logit_and_representation(data)[1].numpy()
+                             - model.logit_and_representation(other)[1].numpy())
+            self.assertGreater(float(changed.max()), 0.0, msg=name)
 
     def test_din_attention_on_hand_built_history(self):
         model = build("din", activation="prelu")

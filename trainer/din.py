@@ -103,7 +103,7 @@ class HistoryMixin:
 
     def _init_history(self):
         self.history_fields: List[features.Field] = sorted(
-            [f for f in self.config.fields if f.kind == "seq" and backbones.is_history(f)],
+            [f for f in self.config.fields if f.kind == "hist"],
             key=lambda f: f.name != HISTORY_ITEMS)
         names = [f.name for f in self.history_fields]
         if names and names[0] != HISTORY_ITEMS:
