@@ -15,7 +15,7 @@ custom_config (JSON-ready; trainer/tuning.py checks spaces and options before an
   tuner       random | bayesian | hyperband;  trials: int;  seed: int (the search's seed)
   protocol    {"name": ..., "params": {...}}: the protocol of the tuning view
   seeds       tuning seeds (default: every seed of the tuning backbones' train_config.json)
-  stages      stages the objective averages (default: all);  metric: "auc" (default)
+  stages      stages the objective averages (default: the protocol's);  metric: "auc" (default)
   train       TrainConfig fields (default: the tuning backbones' train_config.json)
   backbone_dir  Format-Serving folder of the tuning backbones (default: base_model)
 Outputs: `best_hyperparameters/best_hyperparameters.txt` (keras-tuner's HyperParameters JSON,

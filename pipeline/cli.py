@@ -80,9 +80,6 @@ def tuning_arguments(args: argparse.Namespace, method_names, method_options, pro
             if value is not None:
                 raise ValueError(f"{flag} needs --tune")
         return None
-    if protocol.name != "item_frequency":
-        raise ValueError(f"--tune: tuning views exist for item_frequency only so far, not "
-                         f"{protocol.name}")
     if protocol.params["view"] != "final":
         raise ValueError("--tune: the run evaluates the final view (protocol.view=final); the "
                          "Tuner builds the tuning view itself")

@@ -245,9 +245,9 @@ def create_pipeline(
 def tuning_components(tuning, example_gen, quarantine_gate, schema, gate, dataset, protocol,
                       backbones, method_options, seeds, train, code,
                       backbone_options=None) -> Dict[str, Any]:
-    """The Tuner's part of the graph (item_frequency only): TuningSplitGen (the protocol's
+    """The Tuner's part of the graph: TuningSplitGen (the protocol's
     `view: tuning`) -> Transform.tuning -> per backbone Trainer.tuning.<backbone> (the tuning
-    backbones, pretrained on the tuning view's base) -> per tuned label Tuner.<backbone>.<label>;
+    backbones, pretrained on its pretrain split) -> per tuned label Tuner.<backbone>.<label>;
     or, with a saved file, one ImportHyperparameters instead of the whole search.
     Returns {"nodes", "warmup_inputs": {backbone: WarmupEvaluate keyword arguments},
     "report_inputs": {backbone: ReportGen keyword arguments}}."""
@@ -283,7 +283,9 @@ def tuning_components(tuning, example_gen, quarantine_gate, schema, gate, datase
                 transform.outputs["transform_graph"], trainer.outputs["model"], view.name,
                 view.params, fixed=method_options.get(label, {}), tuner=tuning["tuner"],
                 trials=tuning["trials"], seed=tuning["seed"], backbone=backbone,
-                seeds=list(seeds), code_version=code, vertex=tuning.get("vertex"))
+                seeds=list(seeds), code_version=code, vertex=tuning.get("vertex"),
+                splits=[view.pretrain_split] + [s for s in view.splits if s not in (
+                    view.pretrain_split, *UNUSED_SPLITS)])
             nodes.append(tuner)
             warmup_inputs[backbone][f"hyperparameters_{index}"] = tuner.outputs[
                 "best_hyperparameters"]

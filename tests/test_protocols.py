@@ -209,15 +209,20 @@ class LeaveLastOutTest(tf.test.TestCase):
         self.assertEqual(leave_last_out.cut_values({}, 60, 90), (0, 0))
 
     def test_beam_matches_pure(self):
-        protocol = protocols.build("leave_last_out", **EVENT_CUTS)
-        expected = protocol.split(EVENT_LOG)
-        got, stats = run_beam(protocol, list(reversed(EVENT_LOG)), lambda e: (
-            e["user_id"][0].decode(), e["item_id"][0].decode(), e["user_group"][0].decode()))
-        for name in protocol.splits:
-            self.assertEqual(got[name], sorted(
-                (r["user_id"], r["item_id"], f["user_group"])
-                for r, f, s in zip(EVENT_LOG, expected.features, expected.splits) if s == name))
-        self.assertEqual(stats, expected.stats)
+        assert_user_beam_matches_pure(self, protocols.build("leave_last_out", **EVENT_CUTS),
+                                      EVENT_LOG)
+
+
+def assert_user_beam_matches_pure(test, protocol, log):
+    """leave_last_out's Beam split of `log` (reversed) writes the rows and groups of the pure one."""
+    expected = protocol.split(log)
+    got, stats = run_beam(protocol, list(reversed(log)), lambda e: (
+        e["user_id"][0].decode(), e["item_id"][0].decode(), e["user_group"][0].decode()))
+    for name in protocol.splits:
+        test.assertEqual(got[name], sorted(
+            (r["user_id"], r["item_id"], f["user_group"])
+            for r, f, s in zip(log, expected.features, expected.splits) if s == name))
+    test.assertEqual(stats, expected.stats)
 
 
 # ----- per_domain -------------------------------------------------------------------------------
@@ -290,19 +295,23 @@ class PerDomainTest(tf.test.TestCase):
         self.assertEqual(per_domain.draw_sizes(96041, 0.8, 0.1), (76832, 9604))
 
     def test_beam_matches_pure(self):
-        decode = lambda e: (e["domain"][0].decode(), e["item_id"][0].decode())  # noqa: E731
         for params, log in (({"assign": "files", "files": FILES}, FILE_LOG),
                             ({"seed": 3}, rows_of(
                                 [("A", f"u{i}", f"a{i}", i, i % 2) for i in range(10)]
                                 + [("B", "u0", "b0", 0, 1)],
                                 ("domain", "user_id", "item_id", "timestamp", "label")))):
-            protocol = protocols.build("per_domain", **params)
-            expected = protocol.split(log)
-            got, stats = run_beam(protocol, log, decode)
-            for name in protocol.splits:
-                self.assertEqual(got[name], sorted((r["domain"], r["item_id"])
-                                                   for r, s in zip(log, expected.splits) if s == name))
-            self.assertEqual(stats, expected.stats)
+            assert_domain_beam_matches_pure(self, protocols.build("per_domain", **params), log)
+
+
+def assert_domain_beam_matches_pure(test, protocol, log):
+    """per_domain's Beam split of `log` writes the rows and statistics of the pure one."""
+    expected = protocol.split(log)
+    got, stats = run_beam(protocol, log, lambda e: (e["domain"][0].decode(),
+                                                    e["item_id"][0].decode()))
+    for name in protocol.splits:
+        test.assertEqual(got[name], sorted((r["domain"], r["item_id"])
+                                           for r, s in zip(log, expected.splits) if s == name))
+    test.assertEqual(stats, expected.stats)
 
 
 # ----- item_frequency ---------------------------------------------------------------------------

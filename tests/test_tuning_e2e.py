@@ -170,6 +170,36 @@ class TuningCompileTest(tf.test.TestCase):
         self.assertEqual(reports["tuner_results_2"]["taskOutputArtifact"]["producerTask"],
                          "Tuner.deepfm.csdm")
 
+    def test_leave_last_out_and_per_domain_tune_on_their_tuning_views(self):
+        root = self.create_tempdir().full_path
+        for protocol, method, space in (
+                ("leave_last_out", "dmr", "{w: {type: choice, values: [0.1, 0.5]}}"),
+                ("per_domain", "single", "{lr_single: {type: float, min: 0.0001, max: 0.01}}")):
+            path = os.path.join(root, f"{protocol}.yaml")
+            out = os.path.join(root, f"{protocol}.json")
+            with open(path, "w") as f:
+                f.write(f"{method}: {space}\n")
+            self.assertEqual(cli.main([
+                "compile", "--dataset", "ml-1m", "--protocol", protocol, "--methods",
+                f"base,{method}", "--tune", method, "--trials", "2", "--search-space", path,
+                "--schema-file", "gs://b/schema.pbtxt", "--data-root", "gs://b/ml-1m",
+                "--pipeline-root", "gs://b/runs", "--image", "img:1", "--output", out]), 0)
+            with open(out) as f:
+                spec = json.load(f)
+            params = task_parameters(spec.get("pipelineSpec", spec))
+            split = params["TuningSplitGen"]
+            self.assertEqual((split["protocol"], json.loads(split["params"])["view"]),
+                             (protocol, "tuning"))
+            self.assertEqual(json.loads(params["ItemSplitGen"]["params"])["view"], "final")
+            tuner = params[f"Tuner.deepfm.{method}"]
+            # every split of the tuning view, the pretraining one first
+            self.assertEqual((json.loads(tuner["train_args"])["splits"],
+                              json.loads(tuner["eval_args"])["splits"]),
+                             (["train"], ["validation", "test"]))
+            custom = json.loads(tuner["custom_config"])
+            self.assertEqual((custom["protocol"]["name"], custom["protocol"]["params"]["view"]),
+                             (protocol, "tuning"))
+
     def test_tune_seeds_pretrain_and_average_over_the_first_seeds_only(self):
         spec = self.compiled(["--methods", "base,cvar", "--tune", "cvar", "--runs", "3",
                               "--seed", "4", "--tune-seeds", "2"])
@@ -239,8 +269,9 @@ class TuneArgumentErrorsTest(tf.test.TestCase):
             json.dump({"values": {"csdm.T": 50}}, f)
         cases = (
             (["--tune", "csdm"], "--tune csdm: not in --methods base,cvar"),
-            (["--methods", "base", "--tune", "base", "--protocol", "leave_last_out"],
-             "--tune: tuning views exist for item_frequency only so far, not leave_last_out"),
+            (["--tune", "cvar", "--set", "protocol.view=tuning"],
+             "--tune: the run evaluates the final view (protocol.view=final); the Tuner builds "
+             "the tuning view itself"),
             (["--tune", "cvar", "--search-space", space],
              "search space cvar: iters must be at least 1, not 0"),
             (["--tune", "cvar", "--trials", "0"], "--trials must be at least 1, not 0"),

@@ -9,8 +9,10 @@ higher is better. It builds and saves no model, so keras-tuner never sees a tf_k
 training is not finite, fails alone (keras-tuner stops after 3 failures in a row); any other
 error stops the search. Every trial is recorded: options, objective, status, wall time.
 
-`protocol_objective` is the objective of a protocol's tuning view (item phases: the mean AUC over
-cold, warm_a, warm_b, warm_c of the held-out old items, averaged over the tuning seeds). It reads
+`protocol_objective` is the objective of a protocol's tuning view, its `tuning_objective` averaged
+over the tuning seeds (item phases: the mean AUC over cold, warm_a, warm_b, warm_c of the held-out
+old items; leave_last_out: the overall AUC on the second-to-last events; per_domain: the cold
+domains' AUC after adaptation, on the final view's validation rows). It reads
 data only through the ProtocolContext it is given, and never opens files itself.
 """
 import json
@@ -172,25 +174,17 @@ def write_best_hyperparameters(tuner: MethodTuner, path: str) -> None:
         json.dump(tuner.get_best_hyperparameters()[0].get_config(), f, sort_keys=True)
 
 
-def run_protocol(backbone, context, config: protocol.TrainConfig, seed: int, method
-                 ) -> Dict[str, Dict[str, float]]:
-    """One warm-up/evaluation run of `context`'s protocol: {slice: {auc, f1, rows}} (item phases:
-    the phases). The one call of the Tuner into trainer.protocol."""
-    return context.protocol.report_slices(
-        protocol.warm_up_and_evaluate(backbone, context, config, seed, method))
-
-
 def protocol_objective(label: str, context, load_backbone: Callable[[int], Any],
                        config: protocol.TrainConfig, seeds: Sequence[int],
                        stages: Optional[Sequence[str]] = None, metric: str = "auc"
                        ) -> Callable[..., float]:
-    """objective(options, budget=None): the mean `metric` over `stages` (default: every stage of
-    the protocol), averaged over the first `budget` of `seeds` (default: all). Each run starts
+    """objective(options, budget=None): the protocol's `tuning_objective` of `metric` over
+    `stages` (default: the protocol's; item phases: the mean over every stage), averaged over the
+    first `budget` of `seeds` (default: all). Each run starts
     from a fresh `load_backbone(seed)` (the tuning backbone pretrained with that seed) and reads
     data only through `context`, the tuning view's ProtocolContext."""
     names = [s.name for s in context.stages]
-    stages = list(stages or names)
-    unknown = sorted(set(stages) - set(names))
+    unknown = sorted(set(stages or ()) - set(names))
     if unknown:
         raise ValueError(f"objective stages {unknown} are not stages of protocol "
                          f"{context.protocol.name}: {names}")
@@ -202,10 +196,11 @@ def protocol_objective(label: str, context, load_backbone: Callable[[int], Any],
         for seed in list(seeds)[:budget or len(seeds)]:
             method = methods.build(label, seed=seed, **options)
             try:
-                results = run_protocol(load_backbone(seed), context, config, seed, method)
+                results = protocol.warm_up_and_evaluate(load_backbone(seed), context, config,
+                                                        seed, method)
             except protocol.NonFiniteLoss as err:
                 raise err.attach(label, seed)
-            per_seed.append(np.mean([results[s][metric] for s in stages]))
+            per_seed.append(context.protocol.tuning_objective(results, stages, metric))
         return float(np.mean(per_seed))
 
     return objective

@@ -10,6 +10,7 @@ A protocol declares
   `validation_split` (for a Tuner; None if it has none), `eval_split`;
 - its stages, in order (`stages()`): a name, the split a method may adapt on in that stage (or
   None), what may train then (`"item_table"`, `"domain"` or None) and the split it evaluates;
+- its Tuner objective (`tuning_objective`, from a run of its `view: tuning`);
 - its slice features (`slice_features`): written with every test prediction; `row_features` are
   the ones its split adds to every row (the rest come from the stage, e.g. `phase`), of which
   `model_features` are model inputs (numeric);
@@ -22,6 +23,8 @@ its import at the end of this file.
 """
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
+
+import numpy as np
 
 from trainer import options
 
@@ -107,6 +110,14 @@ class Protocol:
                                      key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
                 out[prefix + (key if key == "overall" else self.slice_name(key))] = value
         return out
+
+    def tuning_objective(self, results: Mapping[str, Mapping[str, Mapping[str, float]]],
+                         stages: Optional[Sequence[str]] = None, metric: str = "auc") -> float:
+        """The Tuner's objective (higher is better) of one run of the tuning view, from its
+        {stage: {slice: metrics}} (trainer/protocol.warm_up_and_evaluate): here the mean `metric`
+        of the `overall` slice over `stages` (default: every stage)."""
+        stages = list(stages or [s.name for s in self.stages()])
+        return float(np.mean([results[s]["overall"][metric] for s in stages]))
 
     def describe(self) -> Dict[str, Any]:
         """Name, parameters, split roles, stages and slices, as JSON-ready values."""

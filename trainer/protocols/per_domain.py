@@ -14,6 +14,13 @@ Every row names its domain in `domain_field`. Splits `train` / `validation` / `t
 `cold_domains` names the cold ones (Diff-MSR: music on Douban). Stages: evaluation of the
 pretrained model on all domains, then, if there are cold domains, adaptation of each cold domain's
 own parameters on its train rows and evaluation again. The slice is the domain.
+
+view `tuning` (issue 17; Diff-MSR's options, chosen on validation data; the objective is the
+cold domains' AUC, diff_msr.md 10 and 13): the final view's `validation` rows are `test`, its
+`test` rows are written nowhere (stats `withheld`), and its `train` rows are split again per
+domain: in the order of `order_key` (with `seed`), the last floor(validation_fraction * n_train)
+are `validation` (Diff-MSR stops early on validation log-loss, diff_msr.md 7 and 12.10), the
+others `train`. Tuning never reads the final test rows.
 """
 import fnmatch
 import hashlib
@@ -23,6 +30,7 @@ from fractions import Fraction
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 
 from trainer.protocols import Protocol, SplitResult, Stage, register
@@ -49,6 +57,12 @@ def drawn_splits(n: int, train_fraction: float, validation_fraction: float) -> L
     return ["train"] * train + ["validation"] * validation + ["test"] * (n - train - validation)
 
 
+def tuning_splits(n_train: int, validation_fraction: float) -> List[str]:
+    """The tuning view's split names of a domain's n_train final train rows in draw order."""
+    validation = math.floor(Fraction(str(validation_fraction)) * n_train)
+    return ["train"] * (n_train - validation) + ["validation"] * validation
+
+
 def file_split(path: str, files: Mapping[str, str]) -> str:
     """The split of a row read from `path` (its base name is matched)."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
@@ -63,8 +77,8 @@ def file_split(path: str, files: Mapping[str, str]) -> str:
 class PerDomain(Protocol):
     defaults = {"domain_field": "domain", "cold_domains": [], "assign": "random",
                 "files": {}, "file_field": "source_file", "train_fraction": 0.8,
-                "validation_fraction": 0.1, "seed": 0, "domain_names": {}}
-    choices = {"assign": ("random", "files")}
+                "validation_fraction": 0.1, "seed": 0, "domain_names": {}, "view": "final"}
+    choices = {"assign": ("random", "files"), "view": ("final", "tuning")}
     bounds = {"train_fraction": (0.0, 1.0), "validation_fraction": (0.0, 1.0)}
     splits = SPLITS
     pretrain_split = "train"
@@ -99,12 +113,24 @@ class PerDomain(Protocol):
                                              tuple(self.params["cold_domains"]))))
         return stages
 
+    def tuning_objective(self, results, stages=None, metric: str = "auc") -> float:
+        """The mean `metric` over the cold domains (Diff-MSR's primary figure, diff_msr.md 10 and
+        13), or `overall` without cold domains, averaged over `stages` (default: the last)."""
+        stages = list(stages or [self.stages()[-1].name])
+        slices = [str(d) for d in self.params["cold_domains"]] or ["overall"]
+        missing = sorted({d for s in stages for d in slices if d not in results[s]})
+        if missing:
+            raise ValueError(f"protocol per_domain: the tuning view's test split has no rows of "
+                             f"the cold domains {missing} (the final view's validation rows)")
+        return float(np.mean([np.mean([results[s][d][metric] for d in slices]) for s in stages]))
+
     def _stats(self, counted: Mapping[Tuple[str, str], int]) -> Dict[str, Any]:
-        """counted: rows per (split, domain)."""
+        """counted: rows per (split, domain); split `withheld` in the tuning view."""
         domains = sorted({d for _, d in counted})
+        names = SPLITS + (("withheld",) if self.params["view"] == "tuning" else ())
         stats: Dict[str, Any] = {s: sum(n for (s2, _), n in counted.items() if s2 == s)
-                                 for s in SPLITS}
-        stats["domains"] = {d: {s: int(counted.get((s, d), 0)) for s in SPLITS} for d in domains}
+                                 for s in names}
+        stats["domains"] = {d: {s: int(counted.get((s, d), 0)) for s in names} for d in domains}
         stats["domains_without_rows"] = {s: [d for d in domains if not counted.get((s, d))]
                                          for s in SPLITS}
         stats["missing_cold_domains"] = [d for d in self.params["cold_domains"] if d not in domains]
@@ -119,21 +145,33 @@ class PerDomain(Protocol):
         if p["assign"] == "files":
             out = [file_split(r[p["file_field"]], p["files"]) for r in rows]
         else:
-            by_domain: Dict[str, List[int]] = {}
-            for index, row in enumerate(rows):
-                by_domain.setdefault(str(row[p["domain_field"]]), []).append(index)
-            for domain, indices in by_domain.items():
-                indices.sort(key=lambda i: order_key(p["seed"], domain, rows[i]["user_id"],  # pylint: disable=cell-var-from-loop
-                                                     rows[i]["item_id"], rows[i]["timestamp"],
-                                                     rows[i]["label"]))
+            for indices in self._in_draw_order(rows, range(len(rows))):
                 for index, name in zip(indices, drawn_splits(len(indices), p["train_fraction"],
                                                              p["validation_fraction"])):
                     out[index] = name
+        if p["view"] == "tuning":
+            train = [i for i, name in enumerate(out) if name == "train"]
+            out = [{"validation": "test", "test": None}.get(name, name) for name in out]
+            for indices in self._in_draw_order(rows, train):
+                for index, name in zip(indices, tuning_splits(len(indices),
+                                                              p["validation_fraction"])):
+                    out[index] = name
         counted: Dict[Tuple[str, str], int] = {}
         for row, name in zip(rows, out):
-            key = (name, str(row[p["domain_field"]]))
+            key = (name or "withheld", str(row[p["domain_field"]]))
             counted[key] = counted.get(key, 0) + 1
         return SplitResult(out, [{} for _ in rows], self._stats(counted))
+
+    def _in_draw_order(self, rows, indices) -> List[List[int]]:
+        """`indices` of `rows` grouped by domain, each group in draw order (order_key)."""
+        p = self.params
+        by_domain: Dict[str, List[int]] = {}
+        for index in indices:
+            by_domain.setdefault(str(rows[index][p["domain_field"]]), []).append(index)
+        return [sorted(group, key=lambda i: order_key(p["seed"], domain, rows[i]["user_id"],  # pylint: disable=cell-var-from-loop
+                                                      rows[i]["item_id"], rows[i]["timestamp"],
+                                                      rows[i]["label"]))
+                for domain, group in by_domain.items()]
 
     def beam_split(self):
         return _PerDomainSplit(self)  # pylint: disable=no-value-for-parameter
@@ -177,6 +215,25 @@ class _Draw(beam.DoFn):
             yield beam.pvalue.TaggedOutput("keys", ((name, domain), 0))
 
 
+class _Redraw(beam.DoFn):
+    """The tuning view: (domain, [(order key, record)]) of final train rows -> records tagged
+    train or validation."""
+
+    def __init__(self, params):
+        self._p = params
+
+    def process(self, element):
+        _, keyed = element
+        ordered = sorted(keyed)
+        for (_, record), name in zip(ordered, tuning_splits(len(ordered),
+                                                            self._p["validation_fraction"])):
+            yield beam.pvalue.TaggedOutput(name, record)
+
+
+def _domain_key(name: str, record: bytes, params) -> Tuple[Tuple[str, str], int]:
+    return (name, str(_feature(tf.train.Example.FromString(record), params["domain_field"]))), 1
+
+
 def _keyed(record: bytes, params) -> Tuple[str, Tuple[int, bytes]]:
     example = tf.train.Example.FromString(record)
     domain = str(_feature(example, params["domain_field"]))
@@ -197,9 +254,17 @@ def _PerDomainSplit(examples: beam.PCollection, protocol: PerDomain):
                   | "GroupDomains" >> beam.GroupByKey()
                   | "Draw" >> beam.ParDo(_Draw(p)).with_outputs(*SPLITS, "keys"))
         counted = [routed[name] | f"Key[{name}]" >> beam.Map(
-            lambda r, name=name: ((name, str(_feature(tf.train.Example.FromString(r),
-                                                      p["domain_field"]))), 1)) for name in SPLITS]
+            lambda r, name=name: _domain_key(name, r, p)) for name in SPLITS]
         keys = (routed.keys, *counted) | "AllKeys" >> beam.Flatten()
+    if p["view"] == "tuning":
+        redrawn = (routed["train"] | "TuningKeyed" >> beam.Map(_keyed, p)
+                   | "GroupTrain" >> beam.GroupByKey()
+                   | "Redraw" >> beam.ParDo(_Redraw(p)).with_outputs("train", "validation"))
+        routed = {"train": redrawn.train, "validation": redrawn.validation,
+                  "test": routed["validation"], "withheld": routed["test"]}
+        keys = tuple(routed[name] | f"TuningKey[{name}]" >> beam.Map(
+            lambda r, name=name: _domain_key(name, r, p)) for name in routed
+                     ) | "TuningKeys" >> beam.Flatten()
     stats = (keys | "Count" >> beam.CombinePerKey(sum) | "ToDict" >> beam.combiners.ToDict()
              | "Complete" >> beam.Map(
                  lambda counted: json.dumps(protocol._stats(counted), sort_keys=True)))  # pylint: disable=protected-access
