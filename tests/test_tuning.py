@@ -47,6 +47,16 @@ class SearchSpaceTest(tf.test.TestCase):
                          {"cvar.iters": 10, "cvar.warm_epochs": 2, "cvar.warm_data": "current"})
         self.assertEqual(spaces["csdm"]["T"], {"type": "int", "min": 50, "max": 200, "step": 50,
                                                "sampling": "linear"})
+        # AQCL (spec aqcl.md 9: w1 in [0.01, 10], w2 in [0.1, 10], log-uniform) and Diff-MSR.
+        aqcl_space = tuning.search_spaces(["aqcl", "diffmsr"])
+        self.assertEqual({k: (v["min"], v["max"], v["sampling"])
+                          for k, v in aqcl_space["aqcl"].items()},
+                         {"w1": (0.01, 10.0, "log"), "w2": (0.1, 10.0, "log"),
+                          "w": (1e-4, 0.1, "log")})
+        self.assertEqual(method_tuner.hyperparameters("aqcl", aqcl_space["aqcl"]).values,
+                         {"aqcl.w1": 1.0, "aqcl.w2": 1.0, "aqcl.w": 0.001})
+        self.assertEqual(method_tuner.hyperparameters("diffmsr", aqcl_space["diffmsr"]).values,
+                         {"diffmsr.gen_ratio": 1.0 / 3.0, "diffmsr.lr_finetune": 5e-4})
 
     def assert_space_error(self, label, space, message, fixed=None):
         with self.assertRaises(ValueError) as caught:

@@ -147,9 +147,15 @@ class _Contrastive(JointRegulariser):
         return self.projector(h), self.projector(model.representation(augmented, training=True))
 
 
+# The contrastive weight w: log-uniform around the default (decision 12.10: w >= 0.01 stops the
+# CTR model from learning at this project's initialisation).
+W_SPACE = {"w": {"type": "float", "min": 1e-4, "max": 1e-1, "sampling": "log"}}
+
+
 class ICL(_Contrastive):
     name = "icl"
     defaults = dict(_Contrastive.common)
+    search_space = W_SPACE
 
     def regulariser(self, model, batch, logits, h, seed):
         z, z_plus = self.views(model, batch, h, seed)
@@ -169,6 +175,9 @@ class AQCL(_Contrastive):
               "tau2": (1e-6, None), "tau3": (1e-6, None), "w1": (1e-9, None), "w2": (1e-9, None),
               "alpha_value": (0.0, 1.0), "mean_history": (0.0, None),
               "sinkhorn_epsilon": (1e-6, None), "sinkhorn_iters": (1, None)}
+    # Spec 9 (eq. 7): w1 log-uniform in [0.01, 10], w2 in [0.1, 10]; and w.
+    search_space = {"w1": {"type": "float", "min": 0.01, "max": 10.0, "sampling": "log"},
+                    "w2": {"type": "float", "min": 0.1, "max": 10.0, "sampling": "log"}, **W_SPACE}
 
     def build_parts(self, model, data):
         variables = super().build_parts(model, data)

@@ -221,6 +221,9 @@ class DiffMSR(DomainMethod):
         "rich_chunk": 5120, "steps_per_epoch": 0, "pool_size": 0, "pool_every": 1,
         "jit_compile": False,
     }
+    # Tuned (issue 17): the true : generated mix and the fine-tuning rate.
+    search_space = {"gen_ratio": {"type": "float", "min": 0.1, "max": 1.0},
+                    "lr_finetune": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"}}
     choices = {"schedule": diffmsr.SCHEDULES, "diffusion_loss": diffmsr.LOSSES,
                "reverse_variance": diffmsr.VARIANCES, "mix": ("paper", "code")}
     bounds = {**DomainMethod.bounds, "T": (2, None), "unet_dim": (4, None),
