@@ -156,7 +156,7 @@ def plot_alpha_curve(label: str, entry: Dict[str, Any], path: str) -> None:
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel(f"L_j / mean L (mean L {', '.join(f'{m:.2f}' for m in means)})")
     ax.set_ylabel("alpha = R(L_j)")
-    ax.set_title(f"{label}: learned alpha curve")
+    ax.set_title(f"{label}: alpha = R(L_j) with the run's w1, w2")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
