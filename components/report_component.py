@@ -33,10 +33,10 @@ def write_report(directory: str, report: dict) -> None:
     for label, section in report.get("tuning", {}).items():
         if section.get("trials"):
             report_lib.plot_tuning(label, section, os.path.join(
-                directory, f"tuning_{label.replace('/', '_')}.png"))
+                directory, report_lib.plot_name("tuning", label)))
     for label, entry in report.get("alpha_curve", {}).items():
         report_lib.plot_alpha_curve(label, entry, os.path.join(
-            directory, report_lib.alpha_plot_name(label)))
+            directory, report_lib.plot_name("alpha", label)))
 
 
 @component

@@ -104,8 +104,9 @@ def _alpha(x, parameters) -> np.ndarray:
     return aqcl.alpha(x, 1.0, parameters["w1"], parameters["w2"]).numpy().astype(np.float64)
 
 
-def alpha_plot_name(label: str) -> str:
-    return f"alpha_{label.replace('/', '_')}.png"
+def plot_name(kind: str, label: str) -> str:
+    """The file of a per-label plot (`alpha`, `tuning`) beside report.json."""
+    return f"{kind}_{label.replace('/', '_')}.png"
 
 
 def render_alpha_curves(curves: Dict[str, Dict[str, Any]]) -> List[str]:
@@ -119,7 +120,7 @@ def render_alpha_curves(curves: Dict[str, Dict[str, Any]]) -> List[str]:
                           for (w1, w2, mean), which in same.items())
         edges = "; ".join(f"L = {e['L']} ({' | '.join(e['between'])})"
                           for e in entry["group_edges"])
-        lines += ["", f"{label}: `{alpha_plot_name(label)}`; {seeds}."
+        lines += ["", f"{label}: `{plot_name('alpha', label)}`; {seeds}."
                   + (f" Group edges (the protocol's cut values on the user's train clicks; a "
                      f"sample's L_j counts all its earlier clicks): {edges}." if edges else "")]
     return lines
@@ -180,8 +181,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
     s = report["splits"]
     slices = report_slices(report)
     protocol_name = report.get("protocol", {}).get("name", "item_frequency")
-    name = protocol_name
-    if name == "item_frequency":
+    if protocol_name == "item_frequency":
         lines = [
             f"# {report['dataset']} / {report['backbone']}: AUC per phase",
             "",
@@ -192,9 +192,9 @@ def render_markdown(report: Dict[str, Any]) -> str:
     else:
         params = ", ".join(f"{k}={v}" for k, v in sorted(report["protocol"]["params"].items()))
         lines = [
-            f"# {report['dataset']} / {report['backbone']}: AUC per slice ({name})",
+            f"# {report['dataset']} / {report['backbone']}: AUC per slice ({protocol_name})",
             "",
-            f"Protocol {name} ({params}); {report['runs']} run(s), seeds {report['seeds']}. "
+            f"Protocol {protocol_name} ({params}); {report['runs']} run(s), seeds {report['seeds']}. "
             "Split statistics: " + ", ".join(
                 f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in s.items()) + "."]
     lines += ["", "| method | " + " | ".join(slices) + " |", "|---|" + "---|" * len(slices)]

@@ -365,8 +365,8 @@ class DiffMSR(DomainMethod):
 
     def report_diagnostics(self):
         """Per cold domain: rich rows seen and judged cold, fraction of x0_hat clipped."""
-        return {"domains": {str(d): v for d, v in getattr(self, "diagnostics", {}).items()}} \
-            if getattr(self, "diagnostics", None) else {}
+        found = getattr(self, "diagnostics", None)  # set by warm_up
+        return {"domains": {str(d): v for d, v in found.items()}} if found else {}
 
     def mixed_batches(self, model, classifier, generators, z_true, y_true, z_rich, y_rich, d):
         """batches(epoch) yields one step per rich chunk: (translated + true + pure, labels)."""
