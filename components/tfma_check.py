@@ -25,9 +25,9 @@ def eval_config(seeds: int = 2, slice_features=()) -> tfma.EvalConfig:
     keys += [(*k, f) for k in list(keys) for f in slice_features if f != "phase"]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(label_key="label", prediction_key="prediction")],
+        # AUC only: nothing reads TFMA's example count, which cost ~10 % of the Evaluator.
         metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="AUC", config='{"num_thresholds": 10000}'),
-            tfma.MetricConfig(class_name="ExampleCount")])],
+            tfma.MetricConfig(class_name="AUC", config='{"num_thresholds": 10000}')])],
         slicing_specs=[tfma.SlicingSpec(feature_keys=list(k)) for k in keys],
     )
 

@@ -116,17 +116,30 @@ def method_variables(method):
 
 
 class RecordedRounds:
-    """Wraps protocol.make_optimizer: the variables each optimizer (round) gets, and the values
-    of all the method's variables when each round starts (`finish` adds the final values)."""
+    """Wraps protocol.make_optimizer: the variables of each round's optimizer, and the values of
+    all the method's variables when each round starts (`finish` adds the final values). A round
+    starts with a new optimizer, or with the reset of a reused one (protocol.reused)."""
 
     def __init__(self, method):
         self.method, self.trained, self.values = method, [], []
         self.make = protocol.make_optimizer
 
     def __call__(self, config, variables):
+        optimizer, variables = self.make(config, variables), list(variables)
+        self._start(variables)
+        reset, fresh = optimizer.reset, [True]
+
+        def start_and_reset():
+            if not fresh[0]:  # a reused optimizer (the reset right after making starts nothing)
+                self._start(variables)
+            fresh[0] = False
+            reset()
+        optimizer.reset = start_and_reset
+        return optimizer
+
+    def _start(self, variables):
         self.trained.append({v.ref() for v in variables})
         self.finish()
-        return self.make(config, variables)
 
     def finish(self):
         self.values.append({v.ref(): v.numpy().copy() for v in method_variables(self.method)})

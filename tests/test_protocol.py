@@ -114,3 +114,43 @@ class StageLoopTest(tf.test.TestCase):
             after = snapshot(model.non_trainable_variables)
             changed = any(not np.array_equal(moving[n], after[n]) for n in moving)
             self.assertEqual(changed, moves, mode)
+
+
+class TracedStepReuseTest(tf.test.TestCase):
+    """protocol.train and predict trace once per model and reuse the step (speed, issue 12)."""
+
+    def _functions(self, model, kind):
+        return [f for key, f in model.__dict__.get("_coldstart_functions", {}).items()
+                if key[0] == kind]
+
+    def test_three_warm_ups_trace_one_step_twice(self):
+        model = build("deepfm")
+        data = fixtures.batch(300)  # batches of 64: four full ones and one of 44
+        for seed in range(3):
+            protocol.train(model, data, model.item_id_variables(),
+                           protocol.TrainConfig(batch_size=64), epochs=1, seed=seed)
+            protocol.predict(model, data, batch_size=64)
+        (step, _), = self._functions(model, "train")
+        forward, = self._functions(model, "predict")
+        self.assertEqual(step.experimental_get_tracing_count(), 2)  # the batch of 64, then any
+        self.assertEqual(forward.experimental_get_tracing_count(), 2)
+
+    def test_reused_step_trains_as_a_fresh_step_and_optimizer(self):
+        """Without random ops in the step (training=False: no dropout), a reused step whose
+        optimizer was reset gives the weights a fresh tf.function and optimizer give, bit for
+        bit, for both optimizers."""
+        for optimizer in ("torch_adam", "keras_adam"):
+            config = protocol.TrainConfig(batch_size=64, optimizer=optimizer)
+            data = [fixtures.batch(300, seed=i) for i in range(2)]
+            reused, fresh = build("deepfm"), build("deepfm")
+            for index, part in enumerate(data):
+                for model in (reused, fresh):
+                    if model is fresh:
+                        model.__dict__.pop("_coldstart_functions", None)
+                    protocol.train(model, part, model.trainable_variables, config, epochs=2,
+                                   seed=index, training=False)
+            self.assertLen(self._functions(reused, "train"), 1)
+            for a, b in zip(reused.trainable_variables, fresh.trainable_variables):
+                self.assertAllEqual(a.numpy(), b.numpy(), f"{optimizer}: {a.name}")
+            moved = build("deepfm")
+            self.assertNotAllClose(moved.item_table.numpy(), reused.item_table.numpy())

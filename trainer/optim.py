@@ -22,6 +22,13 @@ class TorchAdam(tf.Module):
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables_]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables_]
 
+    def reset(self) -> None:
+        """Back to a fresh optimizer's state (step 0, zero moments), keeping its variables, so
+        that a traced step that captured them can be reused."""
+        self.step.assign(0)
+        for slot in self.m + self.v:
+            slot.assign(tf.zeros_like(slot))
+
     def apply_gradients(self, grads) -> None:
         self.step.assign_add(1)
         t = tf.cast(self.step, tf.float32)

@@ -58,6 +58,10 @@ class _KerasAdam:
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, self.variables) if g is not None])
 
+    def reset(self) -> None:
+        for variable in self.optimizer.variables:  # iterations and moments
+            variable.assign(tf.zeros_like(variable))
+
 
 class NonFiniteLoss(RuntimeError):
     """A training loss, predictions or generated embeddings that are NaN or infinite. Training
@@ -119,6 +123,17 @@ def ensure_built(model: tf.keras.Model, arrays: Arrays) -> None:
         model({k: v[:2] for k, v in arrays.items()}, training=False)
 
 
+def reused(model: tf.keras.Model, key: Hashable, build: Callable):
+    """`build()` once per (model, key), then the same object: a model's traced training step and
+    forward pass serve every later stage (speed, issue 12: tracing a fresh tf.function per call,
+    and again for the short last batch, was most of the warm-up time). Kept in the model's
+    __dict__, outside Keras' tracking, so that it is not saved with the model."""
+    functions = model.__dict__.setdefault("_coldstart_functions", {})
+    if key not in functions:
+        functions[key] = build()
+    return functions[key]
+
+
 def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable],
           config: TrainConfig, epochs: int, seed: int, log: Optional["Progress"] = None,
           training: bool = True, loss_fn: Optional[Callable] = None,
@@ -133,17 +148,27 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
     A variable that gets no gradient from a loss is not updated by that step.
     """
     ensure_built(model, arrays)
-    optimizer = make_optimizer(config, variables)
-    if loss_fn is None:
-        def loss_fn(batch, flag):
-            return bce_from_logits(batch[features.LABEL], model(batch, training=training))
 
-    @tf.function
-    def step(batch, flag):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(batch, flag)
-        optimizer.apply_gradients(tape.gradient(loss, variables))
-        return loss
+    def build():
+        optimizer = make_optimizer(config, variables)
+        loss = loss_fn or (lambda batch, flag: bce_from_logits(
+            batch[features.LABEL], model(batch, training=training)))
+
+        @tf.function(reduce_retracing=True)
+        def step(batch, flag):
+            with tf.GradientTape() as tape:
+                value = loss(batch, flag)
+            optimizer.apply_gradients(tape.gradient(value, variables))
+            return value
+        return step, optimizer
+
+    if loss_fn is None:  # the default loss: one traced step per (model, variables, mode)
+        step, optimizer = reused(model, ("train", tuple(v.ref() for v in variables), training,
+                                         config.optimizer, config.learning_rate,
+                                         config.weight_decay), build)
+        optimizer.reset()
+    else:
+        step, optimizer = build()
 
     losses, steps = [], 0
     for epoch in range(epochs):
@@ -162,11 +187,8 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
 def predict(model: tf.keras.Model, arrays: Arrays, batch_size: int = 8192) -> np.ndarray:
     """Click probabilities in eval mode."""
     ensure_built(model, arrays)
-
-    @tf.function
-    def forward(batch):
-        return tf.sigmoid(model(batch, training=False))
-
+    forward = reused(model, ("predict",), lambda: tf.function(
+        lambda batch: tf.sigmoid(model(batch, training=False)), reduce_retracing=True))
     return np.concatenate([forward(b).numpy() for b in batches(arrays, batch_size, None)])
 
 

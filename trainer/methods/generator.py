@@ -178,15 +178,22 @@ class GeneratorMethod(ColdStartMethod):
         """`iters` steps per batch; their losses are checked together once per batch (one host
         sync per batch, as before), the first non-finite one raises NonFiniteLoss."""
         variables = self.generator_variables()
-        optimizer = protocol.make_optimizer(config, variables)
         training = config.frozen_mode == "train"
 
-        @tf.function(jit_compile=self.o["jit_compile"])
-        def step(batch):
-            with tf.GradientTape() as tape:
-                loss = self.generator_loss(backbone, batch, training)
-            optimizer.apply_gradients(tape.gradient(loss, variables))
-            return loss
+        def build():
+            optimizer = protocol.make_optimizer(config, variables)
+
+            @tf.function(jit_compile=self.o["jit_compile"], reduce_retracing=True)
+            def step(batch):
+                with tf.GradientTape() as tape:
+                    loss = self.generator_loss(backbone, batch, training)
+                optimizer.apply_gradients(tape.gradient(loss, variables))
+                return loss
+            return step, optimizer
+
+        # One traced step for every round (a fresh optimizer each round: reset).
+        step, optimizer = protocol.reused(backbone, (self, "round", training), build)
+        optimizer.reset()
 
         batch_size = self.o["batch_size"] or config.batch_size
         steps = 0
