@@ -123,6 +123,28 @@ def ensure_built(model: tf.keras.Model, arrays: Arrays) -> None:
         model({k: v[:2] for k, v in arrays.items()}, training=False)
 
 
+class AnyBatch:
+    """`fn(batch, *static)` as a tf.function traced once per batch structure (names, dtypes,
+    inner shapes) and value of `static` (Python values), with the batch dimension unknown, so
+    the short last batch needs no second trace. `options`: tf.function's (e.g. jit_compile)."""
+
+    def __init__(self, fn: Callable, **options):
+        self.fn, self.options, self.functions = fn, options, {}
+
+    def __call__(self, batch, *static):
+        key = (tuple((name, value.dtype, tuple(value.shape[1:])) for name, value in
+                     sorted(batch.items())), static)
+        if key not in self.functions:
+            signature = {name: tf.TensorSpec([None, *value.shape[1:]], value.dtype)
+                         for name, value in batch.items()}
+            self.functions[key] = tf.function(lambda b: self.fn(b, *static),
+                                              input_signature=[signature], **self.options)
+        return self.functions[key](batch)
+
+    def tracing_count(self) -> int:
+        return sum(f.experimental_get_tracing_count() for f in self.functions.values())
+
+
 def reused(model: tf.keras.Model, key: Hashable, build: Callable):
     """`build()` once per (model, key), then the same object: a model's traced training step and
     forward pass serve every later stage (speed, issue 12: tracing a fresh tf.function per call,
@@ -154,19 +176,19 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
         loss = loss_fn or (lambda batch, flag: bce_from_logits(
             batch[features.LABEL], model(batch, training=training)))
 
-        @tf.function(reduce_retracing=True)
-        def step(batch, flag):
+        def step(batch, flag=None):
             with tf.GradientTape() as tape:
                 value = loss(batch, flag)
             optimizer.apply_gradients(tape.gradient(value, variables))
             return value
-        return step, optimizer
+        return AnyBatch(step), optimizer
 
     if loss_fn is None:  # the default loss: one traced step per (model, variables, mode)
         step, optimizer = reused(model, ("train", tuple(v.ref() for v in variables), training,
                                          config.optimizer, config.learning_rate,
                                          config.weight_decay), build)
         optimizer.reset()
+        batch_flag = None  # the default loss reads no flag
     else:
         step, optimizer = build()
 
@@ -174,7 +196,7 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
     for epoch in range(epochs):
         total, count = 0.0, 0
         for index, batch in enumerate(batches(arrays, config.batch_size, seed + epoch)):
-            loss = float(step(batch, batch_flag(epoch, index) if batch_flag else None))
+            loss = float(step(batch, batch_flag(epoch, index)) if batch_flag else step(batch))
             if not math.isfinite(loss):
                 raise NonFiniteLoss(phase, steps, loss)
             total, count, steps = total + loss, count + 1, steps + 1
@@ -187,8 +209,8 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
 def predict(model: tf.keras.Model, arrays: Arrays, batch_size: int = 8192) -> np.ndarray:
     """Click probabilities in eval mode."""
     ensure_built(model, arrays)
-    forward = reused(model, ("predict",), lambda: tf.function(
-        lambda batch: tf.sigmoid(model(batch, training=False)), reduce_retracing=True))
+    forward = reused(model, ("predict",), lambda: AnyBatch(
+        lambda batch: tf.sigmoid(model(batch, training=False))))
     return np.concatenate([forward(b).numpy() for b in batches(arrays, batch_size, None)])
 
 

@@ -183,13 +183,12 @@ class GeneratorMethod(ColdStartMethod):
         def build():
             optimizer = protocol.make_optimizer(config, variables)
 
-            @tf.function(jit_compile=self.o["jit_compile"], reduce_retracing=True)
             def step(batch):
                 with tf.GradientTape() as tape:
                     loss = self.generator_loss(backbone, batch, training)
                 optimizer.apply_gradients(tape.gradient(loss, variables))
                 return loss
-            return step, optimizer
+            return protocol.AnyBatch(step, jit_compile=self.o["jit_compile"]), optimizer
 
         # One traced step for every round (a fresh optimizer each round: reset).
         step, optimizer = protocol.reused(backbone, (self, "round", training), build)
