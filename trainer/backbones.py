@@ -61,13 +61,6 @@ def options_class(name: str) -> type:
 # User-history features (issue 14): `hist_<field>` id lists [B, L] that share <field>'s table
 # (index + 1, 0 = padding), and the raw history length `hist_len`. Only history-aware backbones
 # (trainer/din.py) read them; the others leave them out.
-HISTORY_PREFIX = "hist_"
-
-
-def is_history(field: features.Field) -> bool:
-    return field.name.startswith(HISTORY_PREFIX)
-
-
 def _uniform():
     return keras.initializers.RandomUniform(-0.01, 0.01)
 
@@ -114,9 +107,9 @@ class CTRBackbone(keras.Model):
         self.config = config
         self.embed_dim = embed_dim
         self.vocab_sizes = dict(vocab_sizes)
-        self.id_fields = [f for f in config.fields
-                          if f.kind in ("spr", "seq") and not is_history(f)]
-        self.ctn_fields = tuple(f for f in config.by_kind("ctn") if not is_history(f))
+        # History fields (kind "hist") are read by the history backbones only (trainer/din.py).
+        self.id_fields = [f for f in config.fields if f.kind in ("spr", "seq")]
+        self.ctn_fields = tuple(config.by_kind("ctn"))
         # Item field first, then the other fields in description order (spec 2.1).
         self.other_fields = [f for f in self.id_fields if f.name != features.ITEM_ID]
         self.tables = {

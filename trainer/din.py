@@ -41,9 +41,10 @@ USER_KEEP = "_user_keep"
 
 
 def shared_vocab(field: features.Field) -> str:
-    """The field whose table a history field shares: `Field.vocab` when set, else the name
-    without `hist_`."""
-    return getattr(field, "vocab", "") or field.name[len(backbones.HISTORY_PREFIX):]
+    """The field whose table a history field shares (`Field.vocab`)."""
+    if not field.vocab:
+        raise ValueError(f"history field {field.name} names no vocabulary to share (Field.vocab)")
+    return field.vocab
 
 
 class Dice(keras.layers.Layer):

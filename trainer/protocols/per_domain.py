@@ -45,10 +45,14 @@ def order_key(seed: int, domain: str, user: str, item: str, timestamp: int, labe
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
 
 
+def share(fraction: float, n: int) -> int:
+    """floor(fraction * n), exactly (from the fraction's decimal text: 0.1 of 10 is 1)."""
+    return math.floor(Fraction(str(fraction)) * n)
+
+
 def draw_sizes(n: int, train_fraction: float, validation_fraction: float) -> Tuple[int, int]:
     """(train rows, validation rows) of a domain of n rows; test takes the rest."""
-    return (math.floor(Fraction(str(train_fraction)) * n),
-            math.floor(Fraction(str(validation_fraction)) * n))
+    return share(train_fraction, n), share(validation_fraction, n)
 
 
 def drawn_splits(n: int, train_fraction: float, validation_fraction: float) -> List[str]:
@@ -59,7 +63,7 @@ def drawn_splits(n: int, train_fraction: float, validation_fraction: float) -> L
 
 def tuning_splits(n_train: int, validation_fraction: float) -> List[str]:
     """The tuning view's split names of a domain's n_train final train rows in draw order."""
-    validation = math.floor(Fraction(str(validation_fraction)) * n_train)
+    validation = share(validation_fraction, n_train)
     return ["train"] * (n_train - validation) + ["validation"] * validation
 
 
