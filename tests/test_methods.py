@@ -127,12 +127,13 @@ class RecordedRounds:
     def __call__(self, config, variables):
         optimizer, variables = self.make(config, variables), list(variables)
         self._start(variables)
-        reset, fresh = optimizer.reset, [True]
+        reset, fresh = optimizer.reset, True
 
         def start_and_reset():
-            if not fresh[0]:  # a reused optimizer (the reset right after making starts nothing)
+            nonlocal fresh
+            if not fresh:  # a reused optimizer (the reset right after making starts nothing)
                 self._start(variables)
-            fresh[0] = False
+            fresh = False
             reset()
         optimizer.reset = start_and_reset
         return optimizer
