@@ -7,6 +7,7 @@ counts[i] = rows of item i in the whole log.
 Every row gains the feature `count` (the item's total count; it leaks future popularity, as in
 the reference protocol, spec D17).
 """
+import functools
 import json
 from typing import Dict, List, Sequence, Tuple
 
@@ -61,21 +62,25 @@ def split_log(rows: Sequence[Tuple[str, int]], N: int, K: int) -> List[str]:
     return out
 
 
-def _key(example: tf.train.Example) -> Tuple[bytes, int, bytes]:
+def _key(example: tf.train.Example) -> Tuple[int, bytes]:
+    """(timestamp, user id): the order of a new item's rows; ties go by user id."""
     feature = example.features.feature
-    return (feature["item_id"].bytes_list.value[0], feature["timestamp"].int64_list.value[0],
-            feature["user_id"].bytes_list.value[0])
+    return feature["timestamp"].int64_list.value[0], feature["user_id"].bytes_list.value[0]
 
 
-def _with_count(example: tf.train.Example, count: int) -> bytes:
-    out = tf.train.Example()
-    out.CopyFrom(example)
-    out.features.feature["count"].int64_list.value[:] = [count]
-    return out.SerializeToString()
+@functools.lru_cache(maxsize=4096)
+def count_feature(count: int) -> bytes:
+    """A serialized Example holding only `count`. Appended to a serialized Example it adds (or
+    replaces) the feature: protobuf parses concatenated messages as one merged message, and a
+    map entry given twice keeps the last. Saves a parse and a re-serialisation per row."""
+    example = tf.train.Example()
+    example.features.feature["count"].int64_list.value.append(count)
+    return example.SerializeToString()
 
 
-def _item(record: bytes) -> bytes:
-    return _key(tf.train.Example.FromString(record))[0]
+def keyed_by_item(record: bytes) -> Tuple[bytes, bytes]:
+    item = tf.train.Example.FromString(record).features.feature["item_id"].bytes_list.value[0]
+    return item, record
 
 
 class _SplitNewItem(beam.DoFn):
@@ -84,26 +89,25 @@ class _SplitNewItem(beam.DoFn):
 
     def process(self, element):
         _, records = element
-        examples = [tf.train.Example.FromString(r) for r in records]
-        ordered = sorted(examples, key=lambda e: _key(e)[1:])  # time, then user id: deterministic
-        for example, split in zip(ordered, new_item_splits(len(ordered), self._K)):
-            yield beam.pvalue.TaggedOutput(split, _with_count(example, len(ordered)))
+        ordered = sorted(records, key=lambda r: _key(tf.train.Example.FromString(r)))
+        suffix = count_feature(len(ordered))
+        for record, split in zip(ordered, new_item_splits(len(ordered), self._K)):
+            yield beam.pvalue.TaggedOutput(split, record + suffix)
 
 
 class _RouteByCount(beam.DoFn):
     def __init__(self, N: int, K: int):
         self._N, self._K = N, K
 
-    def process(self, record: bytes, counts):
-        example = tf.train.Example.FromString(record)
-        item = _key(example)[0]
+    def process(self, element, counts):
+        item, record = element
         count = counts[item]
         group = item_group(count, self._N, self._K)
         if group == "new":
-            yield beam.pvalue.TaggedOutput("new", (item, record))
+            yield beam.pvalue.TaggedOutput("new", element)
         else:
             yield beam.pvalue.TaggedOutput("base" if group == "old" else "dropped",
-                                           _with_count(example, count))
+                                           record + count_feature(count))
 
 
 @beam.ptransform_fn
@@ -111,13 +115,14 @@ def ItemFrequencySplit(examples: beam.PCollection, N: int, K: int):
     """Serialized tf.Examples -> {split: serialized tf.Examples with `count`}, plus `stats`.
 
     Old and dropped items stream through; only the rows of new items (at most N per item) are
-    grouped, so memory per worker is bounded by N rows. Rows travel between steps serialized
-    (parsed where needed): the in-process DirectRunner keeps whole PCollections in memory.
+    grouped, so memory per worker is bounded by N rows. Rows travel between steps serialized and
+    are parsed once for their item (new items' rows once more, to be ordered): the in-process
+    DirectRunner keeps whole PCollections in memory.
     """
     check_params(N, K)
-    counts = (examples | "ItemOne" >> beam.Map(lambda r: (_item(r), 1))
-              | "CountItems" >> beam.CombinePerKey(sum))
-    routed = examples | "Route" >> beam.ParDo(_RouteByCount(N, K), beam.pvalue.AsDict(counts)) \
+    keyed = examples | "KeyByItem" >> beam.Map(keyed_by_item)
+    counts = keyed | "Items" >> beam.Keys() | "CountItems" >> beam.combiners.Count.PerElement()
+    routed = keyed | "Route" >> beam.ParDo(_RouteByCount(N, K), beam.pvalue.AsDict(counts)) \
         .with_outputs("base", "dropped", "new")
     new_rows = (routed.new | "GroupNewItems" >> beam.GroupByKey()
                 | "SplitNewItems" >> beam.ParDo(_SplitNewItem(K)).with_outputs(*WARM_SPLITS, "test"))

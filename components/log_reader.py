@@ -315,6 +315,10 @@ class Dedupe(beam.DoFn):
 
     def process(self, element) -> Iterable:
         _, rows = element
+        rows = list(rows)
+        if len(rows) == 1:  # the usual case: a unique digest is a unique row
+            yield rows[0]
+            return
         seen = set()
         for row in sorted(rows, key=lambda r: r[:3]):
             cells = _canonical(row[3])

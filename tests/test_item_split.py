@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 import tensorflow as tf
 
 from components import example_io
-from components.item_split import ItemFrequencySplit, new_item_splits, split_log
+from components.item_split import ItemFrequencySplit, count_feature, new_item_splits, split_log
 
 
 def hand_log():
@@ -92,3 +92,45 @@ class BeamSplitTest(tf.test.TestCase):
                 "base": 8, "warm_a": 4, "warm_b": 4, "warm_c": 4, "test": 1, "dropped": 5,
                 "old_items": 1, "new_items": 2, "dropped_items": 1, "N": 7, "K": 2}]),
                 label="CheckStats")
+
+
+class CountFeatureTest(tf.test.TestCase):
+    """`count` is added by appending bytes to the serialized row; every reader must see the
+    Example that setting the feature on the parsed message gives."""
+
+    def test_appended_count_equals_a_set_count(self):
+        row = example_io.to_example({"item_id": "i1", "user_id": "u1", "timestamp": 5,
+                                     "title": ["a", "b"], "count": 3})
+        appended = row.SerializeToString() + count_feature(7)
+        expected = tf.train.Example()
+        expected.CopyFrom(row)
+        expected.features.feature["count"].int64_list.value[:] = [7]  # replaces the 3
+        self.assertEqual(tf.train.Example.FromString(appended), expected)
+        # TensorFlow's own (fast) Example parser, as Transform and the Trainer read rows.
+        parsed = tf.io.parse_example(tf.constant([appended]), {
+            "count": tf.io.FixedLenFeature([], tf.int64),
+            "item_id": tf.io.FixedLenFeature([], tf.string),
+            "title": tf.io.VarLenFeature(tf.string)})
+        self.assertEqual(parsed["count"].numpy().tolist(), [7])
+        self.assertEqual(parsed["item_id"].numpy().tolist(), [b"i1"])
+        self.assertEqual(parsed["title"].values.numpy().tolist(), [b"a", b"b"])
+
+
+class ToExampleTest(tf.test.TestCase):
+
+    def test_types_and_empty_lists(self):
+        got = example_io.to_example({"s": "x", "b": [b"y", "z"], "i": 3, "flag": True,
+                                     "f": [1, 2.5], "empty": []})
+        expected = tf.train.Example(features=tf.train.Features(feature={
+            "s": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+            "b": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"y", b"z"])),
+            "i": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
+            "flag": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+            "f": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 2.5])),
+            "empty": tf.train.Feature(bytes_list=tf.train.BytesList(value=[]))}))
+        self.assertEqual(got, expected)
+        self.assertEqual(got.features.feature["empty"].WhichOneof("kind"), "bytes_list")
+
+    def test_unsupported_value_is_an_error(self):
+        with self.assertRaisesRegex(TypeError, "feature 'x'"):
+            example_io.to_example({"x": [1, None]})

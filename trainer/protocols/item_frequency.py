@@ -18,7 +18,6 @@ from fractions import Fraction
 from typing import Any, Dict, List, Mapping, Sequence
 
 import apache_beam as beam
-import tensorflow as tf
 
 from components import item_split
 from trainer.protocols import Protocol, SplitResult, Stage, register
@@ -126,18 +125,16 @@ class _RouteTuning(beam.DoFn):
     def __init__(self, N: int, K: int):
         self._N, self._K = N, K
 
-    def process(self, record: bytes, counts, holdout):
-        example = tf.train.Example.FromString(record)
-        item = item_split._key(example)[0]  # pylint: disable=protected-access
+    def process(self, element, counts, holdout):
+        item, record = element
         group = _tuning_group(item, counts, holdout, self._N, self._K)
         if group == "new":
-            yield beam.pvalue.TaggedOutput("new", (item, record))
+            yield beam.pvalue.TaggedOutput("new", element)
         elif group == "withheld":
             yield beam.pvalue.TaggedOutput("withheld", record)
         else:
-            yield beam.pvalue.TaggedOutput(
-                "base" if group == "old" else "dropped",
-                item_split._with_count(example, counts[item]))  # pylint: disable=protected-access
+            yield beam.pvalue.TaggedOutput("base" if group == "old" else "dropped",
+                                           record + item_split.count_feature(counts[item]))
 
 
 @beam.ptransform_fn
@@ -146,12 +143,12 @@ def _TuningSplit(examples: beam.PCollection, protocol: ItemFrequency):
     (through the same per-item split, item_split._SplitNewItem) and real new items withheld."""
     N, K = protocol.params["N"], protocol.params["K"]
     fraction, seed = protocol.params["holdout_fraction"], protocol.params["seed"]
-    counts = (examples | "ItemOne" >> beam.Map(lambda r: (item_split._item(r), 1))  # pylint: disable=protected-access
-              | "CountItems" >> beam.CombinePerKey(sum))
+    keyed = examples | "KeyByItem" >> beam.Map(item_split.keyed_by_item)
+    counts = keyed | "Items" >> beam.Keys() | "CountItems" >> beam.combiners.Count.PerElement()
     holdout = (counts | "OldItems" >> beam.Filter(lambda kv: kv[1] > N) | "Keys" >> beam.Keys()
                | "AllOld" >> beam.combiners.ToList()
                | "Holdout" >> beam.Map(lambda items: frozenset(holdout_items(items, fraction, seed))))
-    routed = examples | "Route" >> beam.ParDo(
+    routed = keyed | "Route" >> beam.ParDo(
         _RouteTuning(N, K), beam.pvalue.AsDict(counts), beam.pvalue.AsSingleton(holdout)
     ).with_outputs("base", "dropped", "new", "withheld")
     new_rows = (routed.new | "GroupNewItems" >> beam.GroupByKey()
