@@ -120,13 +120,14 @@ class ToExampleTest(tf.test.TestCase):
 
     def test_types_and_empty_lists(self):
         got = example_io.to_example({"s": "x", "b": [b"y", "z"], "i": 3, "flag": True,
-                                     "f": [1, 2.5], "empty": []})
+                                     "f": [1, 2.5], "x": 0.5, "empty": []})
         expected = tf.train.Example(features=tf.train.Features(feature={
             "s": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
             "b": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"y", b"z"])),
             "i": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
             "flag": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
             "f": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 2.5])),
+            "x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5])),
             "empty": tf.train.Feature(bytes_list=tf.train.BytesList(value=[]))}))
         self.assertEqual(got, expected)
         self.assertEqual(got.features.feature["empty"].WhichOneof("kind"), "bytes_list")
