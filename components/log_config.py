@@ -600,11 +600,6 @@ def parse_field(value: Any, field: FieldSpec):
     None is a missing cell (a Parquet null, a feature absent from a TFRecord): no tokens for
     multi/text, the field's `default` if it has one, else a bad row (`missing_value`, or
     `empty_id` for the ids); it is never the category ""."""
-    if type(value) is str and field.type == "categorical" and not (field.strip or field.extract):
-        text = value.strip()  # the common case, as _text would give it
-        if field.required and not text:
-            raise BadRow("empty_id", f"{field.name} is empty")
-        return text
     if field.type == "multi":
         if value is None:
             return []
