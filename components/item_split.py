@@ -78,9 +78,18 @@ def count_feature(count: int) -> bytes:
     return example.SerializeToString()
 
 
-def keyed_by_item(record: bytes) -> Tuple[bytes, bytes]:
+def _keyed_by_item(record: bytes) -> Tuple[bytes, bytes]:
     item = tf.train.Example.FromString(record).features.feature["item_id"].bytes_list.value[0]
     return item, record
+
+
+@beam.ptransform_fn
+def KeyAndCountItems(examples: beam.PCollection):
+    """Serialized tf.Examples -> ((item, record) pairs, (item, rows of the item) counts); each
+    record is parsed once, here."""
+    keyed = examples | "KeyByItem" >> beam.Map(_keyed_by_item)
+    counts = keyed | "Items" >> beam.Keys() | "CountItems" >> beam.combiners.Count.PerElement()
+    return keyed, counts
 
 
 class _SplitNewItem(beam.DoFn):
@@ -120,8 +129,7 @@ def ItemFrequencySplit(examples: beam.PCollection, N: int, K: int):
     DirectRunner keeps whole PCollections in memory.
     """
     check_params(N, K)
-    keyed = examples | "KeyByItem" >> beam.Map(keyed_by_item)
-    counts = keyed | "Items" >> beam.Keys() | "CountItems" >> beam.combiners.Count.PerElement()
+    keyed, counts = examples | "KeyAndCount" >> KeyAndCountItems()  # pylint: disable=no-value-for-parameter
     routed = keyed | "Route" >> beam.ParDo(_RouteByCount(N, K), beam.pvalue.AsDict(counts)) \
         .with_outputs("base", "dropped", "new")
     new_rows = (routed.new | "GroupNewItems" >> beam.GroupByKey()

@@ -143,8 +143,7 @@ def _TuningSplit(examples: beam.PCollection, protocol: ItemFrequency):
     (through the same per-item split, item_split._SplitNewItem) and real new items withheld."""
     N, K = protocol.params["N"], protocol.params["K"]
     fraction, seed = protocol.params["holdout_fraction"], protocol.params["seed"]
-    keyed = examples | "KeyByItem" >> beam.Map(item_split.keyed_by_item)
-    counts = keyed | "Items" >> beam.Keys() | "CountItems" >> beam.combiners.Count.PerElement()
+    keyed, counts = examples | "KeyAndCount" >> item_split.KeyAndCountItems()  # pylint: disable=no-value-for-parameter
     holdout = (counts | "OldItems" >> beam.Filter(lambda kv: kv[1] > N) | "Keys" >> beam.Keys()
                | "AllOld" >> beam.combiners.ToList()
                | "Holdout" >> beam.Map(lambda items: frozenset(holdout_items(items, fraction, seed))))
