@@ -25,11 +25,13 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from pipeline import beam_presets  # pylint: disable=wrong-import-position
+
 ML1M = os.path.join(ROOT, "..", "shared", "datasets", "ml-1m-users1-2999")
 CATEGORICAL = ("user_id", "gender", "age", "occupation", "zip_code", "item_id")
 COLUMNS = ("user_id", "item_id", "rating", "timestamp", "gender", "age", "occupation", "zip_code",
            "title", "genres")
-BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+BEAM_ARGS = beam_presets.beam_args("direct")  # the same for both pipelines
 
 
 def write_joined_csv(data_dir: str, path: str) -> int:

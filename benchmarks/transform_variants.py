@@ -30,7 +30,7 @@ def run_variant(run_out: str, dataset_name: str, variant: str, work: str) -> flo
     from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
     from benchmarks.component_times import executions  # pylint: disable=import-outside-toplevel
     from components.item_split import SPLITS  # pylint: disable=import-outside-toplevel
-    from pipeline import pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
+    from pipeline import beam_presets, pipeline as pipeline_lib  # pylint: disable=import-outside-toplevel
 
     metadata = pipeline_lib.local_paths(run_out)["metadata_path"]
     split_uri = [u for u in pipeline_lib.artifact_uris(metadata, "Examples") if "/ItemSplitGen/" in u][-1]
@@ -48,7 +48,7 @@ def run_variant(run_out: str, dataset_name: str, variant: str, work: str) -> flo
         components=[examples, schema, transform],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(out, "metadata.sqlite")),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+        beam_pipeline_args=beam_presets.beam_args("direct")))
     return {name: s for _, name, _, s in executions(os.path.join(out, "metadata.sqlite"))}["Transform"]
 
 

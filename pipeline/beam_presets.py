@@ -12,9 +12,17 @@ read one file per worker (shard large logs into many files to use many workers).
 import os
 from typing import List, Sequence
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Unless the Beam args name a dependency (--setup_file, --extra_packages, ...), every TFX Beam
+# executor packs TFX's own installation into an sdist for the workers: about 2 s per component
+# per run, and 52 MB left in a temporary folder each time. The direct runners stage nothing (they
+# ignore --setup_file), so they name this project's setup.py.
+LOCAL_DEPENDENCY = f"--setup_file={os.path.join(ROOT, 'setup.py')}"
+
 PRESETS = {
-    "direct": (["--direct_running_mode=in_memory", "--direct_num_workers=1"], ()),
-    "direct-mp": (["--direct_running_mode=multi_processing",
+    "direct": ([LOCAL_DEPENDENCY, "--direct_running_mode=in_memory", "--direct_num_workers=1"],
+               ()),
+    "direct-mp": ([LOCAL_DEPENDENCY, "--direct_running_mode=multi_processing",
                    f"--direct_num_workers={os.cpu_count() or 1}"], ()),
     "dataflow": (["--runner=DataflowRunner", "--experiments=use_runner_v2",
                   "--setup_file=/pipeline/setup.py"], ("--project", "--region", "--temp_location")),

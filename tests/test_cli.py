@@ -5,10 +5,13 @@ import io
 import json
 import os
 
+from unittest import mock
+
 import tensorflow as tf
 from tfx import v1 as tfx
+from tfx.utils import dependency_utils
 
-from pipeline import cli
+from pipeline import beam_presets, cli
 from tests.test_pipeline_e2e import write_log
 
 FLAGS = ["--dataset", "ml-1m", "--N", "100", "--K", "10", "--backbone", "deepfm,dcn",
@@ -81,6 +84,19 @@ class CompileMatchesRunTest(tf.test.TestCase):
         args = compiled["deploymentSpec"]["executors"]["ClickLogExampleGen_executor"]["container"]
         self.assertEqual(args["args"][-2:], ["--direct_running_mode=multi_processing",
                                              "--direct_num_workers=2"])
+
+    def test_local_presets_stop_tfx_packing_itself(self):
+        # Without a dependency flag each TFX Beam executor builds an sdist of TFX (about 2 s,
+        # 52 MB left in /tmp); the direct runners need none, so their presets name one.
+        with mock.patch.object(dependency_utils, "build_ephemeral_package",
+                               side_effect=AssertionError("TFX packed itself")):
+            with self.assertRaisesRegex(AssertionError, "TFX packed itself"):
+                dependency_utils.make_beam_dependency_flags(["--direct_num_workers=1"])
+            for preset in ("direct", "direct-mp"):
+                with self.subTest(preset=preset):
+                    args = beam_presets.beam_args(preset)
+                    self.assertEqual(dependency_utils.make_beam_dependency_flags(args), args)
+        self.assertTrue(os.path.isfile(beam_presets.LOCAL_DEPENDENCY.split("=", 1)[1]))
 
     def test_compile_validates_as_run_does(self):
         out = self.create_tempdir().full_path

@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 from components import example_gen, example_io, log_config
 from components.protocol_split import ProtocolSplitGen
 from components.split_component import ItemSplitGen
+from pipeline import beam_presets
 from trainer import protocols
 from trainer.protocols import leave_last_out, per_domain
 import schemas
@@ -447,7 +448,7 @@ class ComponentTest(tf.test.TestCase):
             components=[gen, old, new, llo],
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 os.path.join(root, "m.sqlite")),
-            beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+            beam_pipeline_args=beam_presets.beam_args("direct")))
         uris = {}
         for name in ("ItemSplitGen", "ProtocolSplitGen", "LeaveLastOut"):
             [uri] = tf.io.gfile.glob(os.path.join(root, "tfx", name, "split_examples", "*"))

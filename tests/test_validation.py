@@ -8,7 +8,7 @@ from tfx import v1 as tfx
 
 from components import example_gen, log_config, validation
 from components.split_component import ItemSplitGen
-from pipeline import pipeline as pipeline_lib
+from pipeline import beam_presets, pipeline as pipeline_lib
 import schemas
 
 CONFIG = {"name": "tiny", "log": {"files": ["log.csv"]},
@@ -59,7 +59,7 @@ class GateTest(tf.test.TestCase):
             components=[gen, split, schema, stats, validator, gate],
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 os.path.join(root, "m.sqlite")),
-            beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+            beam_pipeline_args=beam_presets.beam_args("direct")))
 
     def test_generated_schema_passes_and_a_wrong_one_names_field_and_problem(self):
         text = schemas.schema_text(log_config.from_dict(CONFIG))
