@@ -8,13 +8,17 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 
-def executions(path: str):
-    """(id, component, state, seconds) of every execution in the sqlite MLMD store, by id."""
+def _open(path: str):
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
-    node_type = store.get_context_type("node")
+    return store, store.get_context_type("node")
+
+
+def executions(path: str):
+    """(id, component, state, seconds) of every execution in the sqlite MLMD store, by id."""
+    store, node_type = _open(path)
     out = []
     for execution in sorted(store.get_executions(), key=lambda e: e.id):
         nodes = [c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
@@ -22,6 +26,18 @@ def executions(path: str):
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         out.append((execution.id, nodes[0] if nodes else "?", state, seconds))
+    return out
+
+
+def intervals(path: str):
+    """{component: (start, end)} in seconds since the epoch, of the last execution of each."""
+    store, node_type = _open(path)
+    out = {}
+    for execution in sorted(store.get_executions(), key=lambda e: e.id):
+        for c in store.get_contexts_by_execution(execution.id):
+            if c.type_id == node_type.id:
+                out[c.name.split(".", 1)[-1]] = (execution.create_time_since_epoch / 1000,
+                                                 execution.last_update_time_since_epoch / 1000)
     return out
 
 

@@ -33,25 +33,30 @@ fields:
 label: {column: click, positive: ["1"], negative: ["0"]}
 split: {N: 200, K: 20}
 """
+COMPONENTS = ("ClickLogExampleGen", "ItemSplitGen", "Transform")
 
 
 
 def run_child(args, log_path: str, interval: float):
     """Runs this interpreter on `args` (stderr to `log_path`) and returns (exit code, wall
-    seconds, peak RSS in bytes of its whole process tree, sampled every `interval` s)."""
+    seconds, peak RSS in bytes of its whole process tree, sampled every `interval` s, and the
+    samples as (epoch seconds, bytes))."""
     import psutil  # pylint: disable=import-outside-toplevel
     with open(log_path, "w") as log:
         start = time.perf_counter()
         child = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                                  stderr=log)
         peak = [0]
+        samples = []
 
         def sample():
             proc = psutil.Process(child.pid)
             while child.poll() is None:
                 try:
                     tree = [proc] + proc.children(recursive=True)
-                    peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+                    rss = sum(p.memory_info().rss for p in tree if p.is_running())
+                    peak[0] = max(peak[0], rss)
+                    samples.append((time.time(), rss))
                 except psutil.Error:
                     pass
                 time.sleep(interval)
@@ -61,7 +66,8 @@ def run_child(args, log_path: str, interval: float):
         code = child.wait()
         wall = time.perf_counter() - start
         thread.join()
-    return code, wall, peak[0]
+    return code, wall, peak[0], samples
+
 
 def write_log(folder: str, rows: int, shards: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
@@ -121,16 +127,22 @@ def measure(rows: int, preset: str, shards: int, keep: bool) -> dict:
     start = time.perf_counter()
     write_log(folder, rows, shards)
     generate = time.perf_counter() - start
-    code, wall, peak = run_child([__file__, "--child", folder, out, preset],
-                                 os.path.join(work, "log.txt"), interval=0.5)
+    code, wall, peak, samples = run_child([__file__, "--child", folder, out, preset],
+                                          os.path.join(work, "log.txt"), interval=0.5)
     if code != 0:
         raise RuntimeError(f"pipeline failed, see {os.path.join(work, 'log.txt')}")
-    from benchmarks.component_times import executions  # pylint: disable=import-outside-toplevel
-    seconds = {name: s for _, name, _, s in executions(os.path.join(out, "metadata.sqlite"))}
+    from benchmarks.component_times import executions, intervals  # pylint: disable=import-outside-toplevel
+    metadata = os.path.join(out, "metadata.sqlite")
+    seconds = {name: s for _, name, _, s in executions(metadata)}
+    # RSS rarely falls back within one process, so a component's figure is the high-water mark
+    # at its end; the rise over the previous one is what it added.
+    peaks = {name: max([rss for t, rss in samples if start <= t <= end] or [0]) / 2 ** 30
+             for name, (start, end) in intervals(metadata).items()}
     if not keep:
         subprocess.run(["rm", "-rf", work], check=False)
     return {"rows": rows, "generate_s": generate, "wall_s": wall, "peak_gb": peak / 2 ** 30,
-            **{f"{k}_s": v for k, v in seconds.items()}}
+            **{f"{k}_s": v for k, v in seconds.items()},
+            **{f"{k}_peak_gb": v for k, v in peaks.items()}}
 
 
 def main() -> None:
@@ -153,6 +165,8 @@ def main() -> None:
         parts = [r.get(f"{c}_s", float("nan")) for c in ("ClickLogExampleGen", "ItemSplitGen", "Transform")]
         print(f"{rows:>11,} {parts[0]:>10.0f}s {parts[1]:>7.0f}s {parts[2]:>9.0f}s "
               f"{r['wall_s']:>7.0f}s {rows / r['wall_s']:>8,.0f} {r['peak_gb']:>8.2f}", flush=True)
+        print("             peak GB during " + ", ".join(
+            f"{c} {r.get(f'{c}_peak_gb', float('nan')):.2f}" for c in COMPONENTS), flush=True)
     print("seconds per component from MLMD (execution start to end); total = the child process's "
           "wall time (imports and orchestration included); rows/s = rows / total.")
 

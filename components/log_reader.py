@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import zlib
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
@@ -297,9 +298,12 @@ def _first_row(rows):
     return min(rows, key=lambda r: r[0])
 
 
-def _row_digest(element) -> Tuple[bytes, Any]:
-    """(digest of a row's cells, element): exact duplicate rows have the same digest."""
-    return hashlib.sha1(_canonical(element[3]).encode("utf-8")).digest(), element
+def _row_digest(element) -> Tuple[bytes, bytes]:
+    """(digest of a row's cells, the element pickled): exact duplicate rows have the same digest.
+    The rows wait for the grouping as bytes: the in-process runner holds every grouped value as a
+    Python object, and a row's tuple and dict take about four times their pickled size."""
+    return (hashlib.sha1(_canonical(element[3]).encode("utf-8")).digest(),
+            pickle.dumps(element, pickle.HIGHEST_PROTOCOL))
 
 
 def _canonical(row: Dict[str, Any]) -> str:
@@ -307,7 +311,7 @@ def _canonical(row: Dict[str, Any]) -> str:
 
 
 class Dedupe(beam.DoFn):
-    """(digest, rows) -> the first of every set of identical rows (by file, line), and, when not
+    """(digest, pickled rows) -> the first of every set of identical rows (by file, line), and, when not
     `drop`, the others too; each row that repeats an earlier one goes to `duplicate`."""
 
     def __init__(self, drop: bool):
@@ -317,8 +321,9 @@ class Dedupe(beam.DoFn):
         _, rows = element
         rows = list(rows)
         if len(rows) == 1:  # the usual case: a unique digest is a unique row
-            yield rows[0]
+            yield pickle.loads(rows[0])
             return
+        rows = [pickle.loads(row) for row in rows]
         seen = set()
         for row in sorted(rows, key=lambda r: r[:3]):
             cells = _canonical(row[3])
