@@ -97,7 +97,8 @@ def logs_to_file(output: str, verbose: bool = False, user_errors=(ValueError,)):
     file_handler = logging.StreamHandler(log)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.handlers = [file_handler, _ProgressHandler(
-        terminal, f"coldstart: library logs and warnings go to {path} (--verbose shows them)")]
+        terminal, f"coldstart: library logs and warnings go to {path} at the end of the run, "
+                  f"to {log.name} until then (--verbose shows them)")]
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
     absl_handler = _absl_handler()

@@ -3,6 +3,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import warnings
 
 import tensorflow as tf
@@ -32,6 +33,10 @@ class QuietTest(tf.test.TestCase):
                     warnings.warn("a Python warning")
                 absl_logging.info("Component Transform is running.")
                 absl_logging.info("Component Transform is finished.")
+                live = re.search(r"to (\S+) until then", terminal.getvalue()).group(1)
+                with open(live, encoding="utf-8") as f:  # readable while the run goes on
+                    self.assertIn("a Beam warning", f.read())
+        self.assertFalse(os.path.exists(live))
         self.assertEqual(path, os.path.join(out, "logs", "pipeline.log"))
         log = self._log_text(out)
         for text in ("C++ style line on descriptor 2", "a TensorFlow warning", "a Beam warning",
@@ -40,7 +45,7 @@ class QuietTest(tf.test.TestCase):
             self.assertNotIn(text, terminal.getvalue())
         lines = terminal.getvalue().splitlines()
         self.assertLen(lines, 3)
-        self.assertIn(f"library logs and warnings go to {path}", lines[0])
+        self.assertIn(f"library logs and warnings go to {path} at the end of the run, to /", lines[0])
         self.assertRegex(lines[1], r"^\[ *\d+\.\ds\] Transform \.\.\.$")
         self.assertRegex(lines[2], r"^\[ *\d+\.\ds\] Transform done \(\d+\.\d s\)$")
         self.assertEqual(logging.getLogger().handlers, handlers)  # restored
