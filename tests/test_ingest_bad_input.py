@@ -3,7 +3,9 @@ label values and booleans as written, and every row either an example, a quarant
 a count (repeated files, duplicate rows and keys, unmatched optional joins, nulls, implausible
 times). Expected values are written out by hand from the small files each test writes."""
 import os
+import unittest.mock
 
+import apache_beam as beam
 import tensorflow as tf
 import yaml
 
@@ -268,6 +270,22 @@ class CountedTest(tf.test.TestCase):
                 ("u2", "i1", T0 + 1, 1)]
         self.assertEqual(results[True], (kept, 6, 4, 2, 2))
         self.assertEqual(results[False], (sorted(kept + [("u1", "i1", T0, 1)] * 2), 6, 6, 2, 0))
+
+    def test_dedupe_keeps_the_first_copy_by_file_and_line_within_a_bucket(self):
+        files = ["/logs/b.csv", "/logs/a.csv"]
+        same = {"user": "u1", "item": "i1"}
+        rows = [("/logs/b.csv", 2, 0, dict(same), "u1,i1"), ("/logs/a.csv", 4, 0, dict(same), "x"),
+                ("/logs/a.csv", 2, 0, {"item": "i1", "user": "u1"}, "u1,i1"),
+                ("/logs/a.csv", 3, 0, {"user": "u2", "item": "i1"}, "u2,i1")]
+        with unittest.mock.patch.object(log_reader, "BUCKET_BYTES", 0):  # one bucket for all
+            keyed = [log_reader.RowDigest(files)(row) for row in rows]
+        self.assertEqual({key for key, _ in keyed}, {b""})
+        for drop in (True, False):
+            out = list(log_reader.Dedupe(drop, files).process((b"", [v for _, v in keyed])))
+            kept = sorted(o for o in out if not isinstance(o, beam.pvalue.TaggedOutput))
+            duplicates = sorted(o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput))
+            self.assertEqual(duplicates, ["/logs/a.csv", "/logs/b.csv"])
+            self.assertEqual(kept, sorted([rows[2], rows[3]] if drop else rows))
 
     def test_side_table_duplicate_keys_and_unmatched_optional_joins(self):
         tmp = self.create_tempdir().full_path
