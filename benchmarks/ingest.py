@@ -36,7 +36,6 @@ split: {N: 200, K: 20}
 COMPONENTS = ("ClickLogExampleGen", "ItemSplitGen", "Transform")
 
 
-
 def run_child(args, log_path: str, interval: float):
     """Runs this interpreter on `args` (stderr to `log_path`) and returns (exit code, wall
     seconds, peak RSS in bytes of its whole process tree, sampled every `interval` s, and the

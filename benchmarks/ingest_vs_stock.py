@@ -116,7 +116,7 @@ def measure(kind: str, data: str, work: str) -> dict:
     out = tempfile.mkdtemp(prefix=f"{kind}_", dir=work)
     log = os.path.join(out, "log.txt")
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    code, wall, peak = run_child([os.path.abspath(__file__), "--child", kind, data, out], log,
+    code, wall, peak, _ = run_child([os.path.abspath(__file__), "--child", kind, data, out], log,
                                  interval=0.2)
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
