@@ -117,7 +117,7 @@ def measure(kind: str, data: str, work: str) -> dict:
     log = os.path.join(out, "log.txt")
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     code, wall, peak, _ = run_child([os.path.abspath(__file__), "--child", kind, data, out], log,
-                                 interval=0.2)
+                                    interval=0.2)
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     if code != 0:
