@@ -310,7 +310,7 @@ class RowDigest:
     and a list, which took about 1 KB per row (20M rows did not fit in 24 GB)."""
 
     def __init__(self, files: Sequence[str]):
-        self._index = {path: i for i, path in enumerate(sorted(files))}
+        self._index = {path: i for i, path in enumerate(files)}
 
     def __call__(self, element) -> Tuple[bytes, bytes]:
         digest = hashlib.sha1(_canonical(element[3]).encode("utf-8")).digest()
@@ -325,11 +325,11 @@ def _canonical(row: Dict[str, Any]) -> str:
 class Dedupe(beam.DoFn):
     """(bucket, RowDigest values) -> the first of every set of identical rows (by file, line),
     and, when not `drop`, the others too; each row that repeats an earlier one goes to
-    `duplicate`."""
+    `duplicate`. `files` is the list RowDigest indexed."""
 
     def __init__(self, drop: bool, files: Sequence[str]):
         self._drop = drop
-        self._files = sorted(files)
+        self._files = list(files)
 
     def _row(self, value: bytes):
         index, *rest = pickle.loads(value[DIGEST_BYTES:])
