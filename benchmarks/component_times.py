@@ -8,37 +8,30 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 
-def _open(path: str):
+def _named_executions(path: str):
+    """(execution, component name) of every execution in the sqlite MLMD store, by id."""
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(config)
-    return store, store.get_context_type("node")
+    node_type = store.get_context_type("node")
+    for execution in sorted(store.get_executions(), key=lambda e: e.id):
+        nodes = [c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
+                 if c.type_id == node_type.id]
+        yield execution, nodes[0] if nodes else "?"
 
 
 def executions(path: str):
     """(id, component, state, seconds) of every execution in the sqlite MLMD store, by id."""
-    store, node_type = _open(path)
-    out = []
-    for execution in sorted(store.get_executions(), key=lambda e: e.id):
-        nodes = [c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
-                 if c.type_id == node_type.id]
-        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
-        state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-        out.append((execution.id, nodes[0] if nodes else "?", state, seconds))
-    return out
+    return [(e.id, name, metadata_store_pb2.Execution.State.Name(e.last_known_state),
+             (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
+            for e, name in _named_executions(path)]
 
 
 def intervals(path: str):
     """{component: (start, end)} in seconds since the epoch, of the last execution of each."""
-    store, node_type = _open(path)
-    out = {}
-    for execution in sorted(store.get_executions(), key=lambda e: e.id):
-        for c in store.get_contexts_by_execution(execution.id):
-            if c.type_id == node_type.id:
-                out[c.name.split(".", 1)[-1]] = (execution.create_time_since_epoch / 1000,
-                                                 execution.last_update_time_since_epoch / 1000)
-    return out
+    return {name: (e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000)
+            for e, name in _named_executions(path)}
 
 
 def main(path: str) -> None:
