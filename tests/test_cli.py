@@ -8,6 +8,9 @@ import os
 from unittest import mock
 
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability import stager
+from apache_beam.transforms import environments
 from tfx import v1 as tfx
 from tfx.utils import dependency_utils
 
@@ -85,18 +88,27 @@ class CompileMatchesRunTest(tf.test.TestCase):
         self.assertEqual(args["args"][-2:], ["--direct_running_mode=multi_processing",
                                              "--direct_num_workers=2"])
 
-    def test_local_presets_stop_tfx_packing_itself(self):
-        # Without a dependency flag each TFX Beam executor builds an sdist of TFX (about 2 s,
-        # 52 MB left in /tmp); the direct runners need none, so their presets name one.
-        with mock.patch.object(dependency_utils, "build_ephemeral_package",
-                               side_effect=AssertionError("TFX packed itself")):
-            with self.assertRaisesRegex(AssertionError, "TFX packed itself"):
+    def test_local_presets_build_no_package(self):
+        # Without a dependency flag each TFX Beam executor builds an sdist of TFX (about 2 s, 52 MB
+        # left in /tmp); with --setup_file, Beam builds this project's sdist instead, twice per
+        # Beam component. The direct runners need neither.
+        no_build = {"side_effect": AssertionError("built a package")}
+        with mock.patch.object(dependency_utils, "build_ephemeral_package", **no_build), \
+                mock.patch.object(stager.Stager, "_build_setup_package", **no_build):
+            with self.assertRaisesRegex(AssertionError, "built a package"):
                 dependency_utils.make_beam_dependency_flags(["--direct_num_workers=1"])
+            setup_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "setup.py")
+            staging = self.create_tempdir().full_path
+            with self.assertRaisesRegex(AssertionError, "built a package"):
+                environments.python_sdk_dependencies(
+                    PipelineOptions([f"--setup_file={setup_py}"]), staging)
             for preset in ("direct", "direct-mp"):
                 with self.subTest(preset=preset):
                     args = beam_presets.beam_args(preset)
                     self.assertEqual(dependency_utils.make_beam_dependency_flags(args), args)
-        self.assertTrue(os.path.isfile(beam_presets.LOCAL_DEPENDENCY.split("=", 1)[1]))
+                    self.assertEqual(list(environments.python_sdk_dependencies(
+                        PipelineOptions(args), staging)), [])
 
     def test_compile_validates_as_run_does(self):
         out = self.create_tempdir().full_path
