@@ -16,6 +16,7 @@ from tfx.utils import dependency_utils
 
 from pipeline import beam_presets, cli
 from tests.test_pipeline_e2e import write_log
+from tests.test_setup_script import ROOT
 
 FLAGS = ["--dataset", "ml-1m", "--N", "100", "--K", "10", "--backbone", "deepfm,dcn",
          "--methods", "base,csdm,csdm/code", "--set", "csdm.T=50", "--set", "csdm.stride=5",
@@ -97,8 +98,7 @@ class CompileMatchesRunTest(tf.test.TestCase):
                 mock.patch.object(stager.Stager, "_build_setup_package", **no_build):
             with self.assertRaisesRegex(AssertionError, "built a package"):
                 dependency_utils.make_beam_dependency_flags(["--direct_num_workers=1"])
-            setup_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    "setup.py")
+            setup_py = os.path.join(ROOT, "setup.py")
             staging = self.create_tempdir().full_path
             with self.assertRaisesRegex(AssertionError, "built a package"):
                 environments.python_sdk_dependencies(
