@@ -130,6 +130,8 @@ def WarmupEvaluate(
                    "slices": next((list(s) for per_seed in results.values()
                                    for s in per_seed.values()), []),
                    "methods": results, "failed": failed,
+                   **({"early_stopping": train_config["early_stopping"]}
+                      if train_config.get("early_stopping") else {}),
                    **({"diagnostics": diagnostics} if diagnostics else {})},
                   f, indent=1, sort_keys=True)
 

@@ -37,7 +37,12 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
                    "(default per dataset; same as --set protocol.N=...)")
     p.add_argument("--K", type=int, help="item_frequency: rows per new item in each warm split")
     p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--pretrain-epochs", type=int, default=1)
+    p.add_argument("--pretrain-epochs", type=int, default=1,
+                   help="pretraining epochs (with --early-stopping: the most epochs)")
+    p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                   help="stop pretraining after PATIENCE epochs without a better validation AUC "
+                        "and keep the best epoch's weights (0: off; needs a protocol with a "
+                        "validation split)")
     p.add_argument("--optimizer", choices=("torch_adam", "keras_adam"), default="torch_adam",
                    help="torch_adam: the reference's Adam (coupled L2, dense gradients)")
     p.add_argument("--frozen-mode", choices=("train", "inference"), default="train",
@@ -222,9 +227,13 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         check_protocol(name, methods.method_class(name), protocol_name)
     for flag, value, low in (("--runs", args.runs, 1), ("--batch-size", args.batch_size, 1),
                              ("--pretrain-epochs", args.pretrain_epochs, 1),
-                             ("--tfma-seeds", args.tfma_seeds, 0)):
+                             ("--tfma-seeds", args.tfma_seeds, 0),
+                             ("--early-stopping", args.early_stopping, 0)):
         if value < low:
             raise ValueError(f"{flag} must be at least {low}, not {value}")
+    if args.early_stopping and not protocol.validation_split:
+        raise ValueError(f"--early-stopping needs a protocol with a validation split; "
+                         f"{protocol_name} has none")
     if not 0 <= args.max_bad_fraction <= 1:
         raise ValueError("--max-bad-fraction must be in [0, 1]")
     tuned = tuning_arguments(args, method_names, method_options, protocol)
@@ -234,7 +243,8 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         backbones=backbone_names, methods=method_names, method_options=method_options,
         seeds=list(range(args.seed, args.seed + args.runs)),
         train={"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
-               "optimizer": args.optimizer, "frozen_mode": args.frozen_mode},
+               "optimizer": args.optimizer, "frozen_mode": args.frozen_mode,
+               **({"early_stopping": args.early_stopping} if args.early_stopping else {})},
         beam_pipeline_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
         tfma_seeds=args.tfma_seeds, max_bad_fraction=args.max_bad_fraction,
         **({"tuning": tuned} if tuned else {}))

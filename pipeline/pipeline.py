@@ -120,15 +120,22 @@ def trainer_component(transform, schema, dataset: log_config.DatasetConfig,
                       train: Optional[Dict[str, Any]], code: str,
                       options: Optional[Dict[str, Any]] = None):
     """The Trainer pretraining `backbone` (one model per seed, architecture `options`) on the
-    protocol's pretraining split of `transform`'s output."""
+    protocol's pretraining split of `transform`'s output. Its eval split is the protocol's
+    validation split (early stopping reads it), or its eval split where it has none."""
+    train = dict(train or {})
+    if train.get("early_stopping") and not protocol.validation_split:
+        raise ValueError(f"early stopping needs a validation split; protocol {protocol.name} has "
+                         f"none")
     return tfx.components.Trainer(
         run_fn="trainer.task.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[protocol.pretrain_split]),
-        eval_args=tfx.proto.EvalArgs(splits=[protocol.eval_split]),
-        custom_config={"backbone": backbone, "seeds": list(seeds), "train": dict(train or {}),
+        eval_args=tfx.proto.EvalArgs(splits=[protocol.validation_split or protocol.eval_split]),
+        custom_config={"backbone": backbone, "seeds": list(seeds), "train": train,
+                       **({"validation_split": protocol.validation_split}
+                          if train.get("early_stopping") else {}),
                        "features": feature_json(dataset, protocol), "code_version": code,
                        **({"backbone_options": options} if options else {})})
 

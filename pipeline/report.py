@@ -74,6 +74,8 @@ def build_report(dataset: str, split_stats: Dict[str, Any], phase_metrics: Dict[
         "failed": list(phase_metrics.get("failed", [])),
         "config": config,
     })
+    if phase_metrics.get("early_stopping"):  # per seed: validation AUC per epoch, epoch kept
+        report["early_stopping"] = phase_metrics["early_stopping"]
     if phase_metrics.get("diagnostics"):  # the methods' report_diagnostics, per label and seed
         report["diagnostics"] = phase_metrics["diagnostics"]
         curves = alpha_curves(phase_metrics["diagnostics"], split_stats)

@@ -117,6 +117,8 @@ class CompileMatchesRunTest(tf.test.TestCase):
                 (["--backbone", "nope"], "unknown backbone 'nope'"),
                 (["--batch-size", "0"], "--batch-size must be at least 1, not 0"),
                 (["--max-bad-fraction", "2"], "--max-bad-fraction must be in [0, 1]"),
+                (["--early-stopping", "3"], "--early-stopping needs a protocol with a "
+                                            "validation split; item_frequency has none"),
                 (["--beam-preset", "dataflow"], "--beam-preset dataflow needs")):
             for command in (["run", "--data-dir", out], ["compile", "--data-root", "gs://b/d",
                                                          "--pipeline-root", "gs://b/r",

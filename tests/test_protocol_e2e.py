@@ -107,7 +107,7 @@ class LeaveLastOutTest(tf.test.TestCase):
 class PerDomainTest(tf.test.TestCase):
     assert_tfma_agrees = assert_tfma_agrees
 
-    def test_domains_splits_and_slices(self):
+    def run_domains(self, *flags):
         rng = np.random.default_rng(1)
         rows = []
         for domain, n in (("a", 200), ("b", 100), ("c", 9)):
@@ -119,8 +119,12 @@ class PerDomainTest(tf.test.TestCase):
                   + "  - {name: domain, column: domain, role: item}\n"
                   + 'label: {column: click, positive: ["1"], negative: ["0"]}\n'
                   + "protocol: {name: per_domain, per_domain: {domain_names: {a: alpha}}}\n")
-        report = run(self.create_tempdir().full_path, config, rows,
-                     ("domain", "user", "item", "click", "time"))
+        return run(self.create_tempdir().full_path, config, rows,
+                   ("domain", "user", "item", "click", "time"), *flags)
+
+    def test_domains_splits_and_slices(self):
+        report = self.run_domains()
+        self.assertNotIn("early_stopping", report)
         # floor(0.8 n) train, floor(0.1 n) validation, the rest test, per domain
         self.assertEqual(report["splits"]["domains"],
                          {"a": {"train": 160, "validation": 20, "test": 20},
@@ -132,6 +136,16 @@ class PerDomainTest(tf.test.TestCase):
         self.assertEqual(report["protocol"]["slices"], ["overall", "alpha", "b", "c"])
         self.assertEqual([base[s]["rows"] for s in report["protocol"]["slices"]], [32, 20, 10, 2])
         self.assert_tfma_agrees(report)
+
+    def test_early_stopping_on_the_validation_split(self):
+        report = self.run_domains("--early-stopping", "3", "--tfma-seeds", "0")
+        # At most 30 epochs (`run`); kept the best validation AUC's epoch and stopped 3 later.
+        stopped = report["early_stopping"]["0"]
+        aucs = stopped["validation_auc"]
+        self.assertEqual(stopped["best_epoch"], int(np.argmax(aucs)) + 1)
+        self.assertEqual(stopped["epochs"], min(30, stopped["best_epoch"] + 3))
+        self.assertLen(aucs, stopped["epochs"])
+        self.assertEqual(report["config"]["train"]["early_stopping"], 3)
 
     def test_unsupported_method_and_unknown_parameter_fail_before_work(self):
         out = self.create_tempdir().full_path

@@ -39,12 +39,19 @@ class TrainConfig:
     # reference: dropout on, BatchNorm on batch statistics and updating its running statistics,
     # spec D12/D13) or "inference" (the Keras convention for frozen layers).
     frozen_mode: str = "train"
+    # Pretraining's early stopping: 0 (default) trains `pretrain_epochs` epochs; P > 0 stops after
+    # P epochs without a better validation AUC and keeps the best epoch's weights (diff_msr.md 4:
+    # patience 5, at most 100 epochs); `pretrain_epochs` is then the most epochs.
+    early_stopping: int = 0
 
     def __post_init__(self):
         if self.optimizer not in ("torch_adam", "keras_adam"):
             raise ValueError(f"optimizer must be torch_adam or keras_adam, not {self.optimizer!r}")
         if self.frozen_mode not in ("train", "inference"):
             raise ValueError(f"frozen_mode must be train or inference, not {self.frozen_mode!r}")
+        if self.early_stopping < 0:
+            raise ValueError(f"early_stopping (patience in epochs) must be >= 0, not "
+                             f"{self.early_stopping}")
 
 
 class _KerasAdam:
@@ -160,10 +167,12 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
           config: TrainConfig, epochs: int, seed: int, log: Optional["Progress"] = None,
           training: bool = True, loss_fn: Optional[Callable] = None,
           batch_flag: Optional[Callable[[int, int], Hashable]] = None,
-          phase: str = "train") -> List[float]:
+          phase: str = "train",
+          after_epoch: Optional[Callable[[int], bool]] = None) -> List[float]:
     """Trains `variables` of `model` on `arrays` with a fresh optimizer; returns the mean loss of
     each epoch. `training`: the mode the whole model runs in (dropout, BatchNorm). The first
     non-finite loss raises NonFiniteLoss naming `phase` and the step (counted from 0).
+    `after_epoch(epoch)` runs after each epoch; True stops training there.
 
     `loss_fn(batch, flag)` replaces the default BCE of `model(batch)`; `flag` is
     `batch_flag(epoch, index)`, a Python value chosen per batch (one trace per distinct value).
@@ -203,6 +212,8 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
             if log:
                 log.batch(epoch, index, loss)
         losses.append(total / max(count, 1))
+        if after_epoch and after_epoch(epoch):
+            break
     return losses
 
 

@@ -1,20 +1,25 @@
 """Trainer module file: pretrains one backbone per seed on the `base` split (spec 3.1).
 
 custom_config: {"backbone": str, "seeds": [int], "train": TrainConfig fields,
-"features": features.to_json(FeatureConfig)}.
+"features": features.to_json(FeatureConfig), "validation_split": str (with early stopping)}.
 Output under the Model artifact: `seed_<s>/weights*` (TF checkpoint) and `seed_<s>/backbone.json`;
 a seed whose pretraining loss is not finite is saved nowhere and listed, with the message, under
-`failed` in `train_config.json` (the other seeds go on).
+`failed` in `train_config.json` (the other seeds go on). With `train.early_stopping` > 0 the
+Trainer's eval files are the protocol's validation split, and `train_config.json` lists under
+`early_stopping` each seed's validation AUC per epoch and the epoch whose weights were kept.
 """
 import dataclasses
 import json
 import os
 
+from typing import Any, Dict, List, Optional
+
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from trainer import backbones, data, features, preprocessing, protocol
+from trainer import backbones, data, features, metrics, preprocessing, protocol
 
 CONFIG_FILE = "backbone.json"
 
@@ -42,18 +47,68 @@ def load(directory: str, sample: protocol.Arrays) -> backbones.CTRBackbone:
     return model
 
 
+class EarlyStopping:
+    """`protocol.train`'s `after_epoch`: the validation AUC after each epoch; stops after
+    `patience` epochs without a better one. `restore()` puts back the best epoch's weights (every
+    variable, BatchNorm statistics included)."""
+
+    def __init__(self, model: tf.keras.Model, validation: protocol.Arrays, patience: int,
+                 log=None):
+        labels = validation[features.LABEL]
+        if len(np.unique(labels)) < 2:
+            raise ValueError(f"early stopping needs clicks and non-clicks in the validation rows; "
+                             f"its {len(labels)} rows hold one label only")
+        self.model, self.validation, self.patience, self.log = model, validation, patience, log
+        self.aucs: List[float] = []
+        self.best_epoch = -1  # counted from 0
+        self._best: List[np.ndarray] = []
+
+    def __call__(self, epoch: int) -> bool:
+        value = metrics.auc(self.validation[features.LABEL],
+                            protocol.predict(self.model, self.validation))
+        self.aucs.append(value)
+        if self.best_epoch < 0 or value > self.aucs[self.best_epoch]:
+            self.best_epoch = epoch
+            self._best = [variable.numpy() for variable in self.model.variables]
+        if self.log:
+            self.log.note(f"epoch {epoch + 1}: validation AUC {value:.4f} (best "
+                          f"{self.aucs[self.best_epoch]:.4f} at epoch {self.best_epoch + 1})")
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self) -> None:
+        for variable, value in zip(self.model.variables, self._best):
+            variable.assign(value)
+
+    def summary(self) -> Dict[str, Any]:
+        """Epochs counted from 1."""
+        return {"patience": self.patience, "validation_auc": self.aucs,
+                "epochs": len(self.aucs), "best_epoch": self.best_epoch + 1}
+
+
 def pretrain(backbone: str, feature_config: features.FeatureConfig, vocab_sizes,
              base: protocol.Arrays, config: protocol.TrainConfig, seed: int,
-             log=None, options=None) -> backbones.CTRBackbone:
-    """`options`: the backbone's architecture options (backbones.options_class)."""
+             log=None, options=None, validation: Optional[protocol.Arrays] = None,
+             summary: Optional[Dict[str, Any]] = None) -> backbones.CTRBackbone:
+    """`options`: the backbone's architecture options (backbones.options_class). With
+    `config.early_stopping` > 0, `validation` (required) chooses the epoch (EarlyStopping) and
+    `summary`, if given, receives EarlyStopping.summary()."""
     protocol.seed_everything(seed)
     model = backbones.build(backbone, feature_config, vocab_sizes, **(options or {}))
     protocol.ensure_built(model, base)
+    stopper = None
+    if config.early_stopping:
+        if validation is None:
+            raise ValueError("early stopping needs validation rows")
+        stopper = EarlyStopping(model, validation, config.early_stopping, log)
     try:
         protocol.train(model, base, model.trainable_variables, config, config.pretrain_epochs,
-                       seed, log, phase="pretraining on base")
+                       seed, log, phase="pretraining on base", after_epoch=stopper)
     except protocol.NonFiniteLoss as err:
         raise err.attach(f"{backbone} backbone", seed)
+    if stopper:
+        stopper.restore()
+        if summary is not None:
+            summary.update(stopper.summary())
     return model
 
 
@@ -66,18 +121,28 @@ def run_fn(fn_args: FnArgs) -> None:
     feature_config = features.from_json(custom["features"])
     vocab_sizes = preprocessing.vocab_sizes(tft_output, feature_config)
     config = protocol.TrainConfig(**custom.get("train", {}))
-    failed = {}
+    validation = None
+    if config.early_stopping:
+        if not custom.get("validation_split"):
+            raise ValueError("train.early_stopping needs a protocol with a validation split")
+        validation = data.load_files(
+            [f for pattern in fn_args.eval_files for f in tf.io.gfile.glob(pattern)], spec)
+    failed, stopped = {}, {}
     for seed in custom.get("seeds", [0]):
         log = protocol.Progress(prefix=f"seed {seed} ")
         log.start(f"pretrain {custom.get('backbone', 'deepfm')} ({len(base[features.LABEL])} rows)")
         try:
+            stopped[str(seed)] = {}
             model = pretrain(custom.get("backbone", "deepfm"), feature_config, vocab_sizes, base,
-                             config, seed, log, custom.get("backbone_options", {}))
+                             config, seed, log, custom.get("backbone_options", {}),
+                             validation, stopped[str(seed)])
         except protocol.NonFiniteLoss as err:
             log.note(str(err))
             failed[str(seed)] = str(err)
+            stopped.pop(str(seed))
             continue
         save(model, seed_dir(fn_args.serving_model_dir, seed))
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "train_config.json"), "w") as f:
-        json.dump({**custom, "train": dataclasses.asdict(config), "failed": failed}, f, indent=1,
-                  sort_keys=True)
+        json.dump({**custom, "train": dataclasses.asdict(config), "failed": failed,
+                   **({"early_stopping": stopped} if config.early_stopping else {})},
+                  f, indent=1, sort_keys=True)
