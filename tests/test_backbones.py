@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests import fixtures
-from trainer import backbones, features, protocol, task
+from trainer import backbones, features, options, protocol, task
 from trainer.optim import TorchAdam
 
 
@@ -148,7 +148,8 @@ class ArchitectureOptionsTest(tf.test.TestCase):
         batch = fixtures.batch(16)
         protocol.ensure_built(model, batch)
         self.assertEqual(model.mlp.blocks[0][0].units, 32)
-        self.assertEqual(model.get_config()["options"], {"mlp_dims": [32, 8], "dropout": 0.0})
+        self.assertEqual(model.get_config()["options"],
+                         {"mlp_dims": [32, 8], "dropout": 0.0, "bn_init": "uniform"})
         directory = self.create_tempdir().full_path
         task.save(model, directory)
         loaded = task.load(directory, batch)
@@ -158,4 +159,25 @@ class ArchitectureOptionsTest(tf.test.TestCase):
     def test_options_are_the_constructors_keywords(self):
         self.assertEqual(backbones.options_class("dcn").defaults,
                          {"embed_dim": 16, "num_cross": 3, "projection_dim": 1,
-                          "mlp_dims": [16, 16], "dropout": 0.2})
+                          "mlp_dims": [16, 16], "dropout": 0.2, "bn_init": "uniform"})
+
+    def test_bn_init_unit_and_its_checks(self):
+        tf.keras.utils.set_random_seed(4)
+        model = backbones.build("wd", features.MOVIELENS, fixtures.VOCAB, bn_init="unit")
+        batch = fixtures.batch(16)
+        protocol.ensure_built(model, batch)
+        norms = [block[1] for block in model.mlp.blocks]
+        self.assertLen(norms, 2)
+        for norm in norms:  # scale 1 and shift 0; the rest as before, from U(-0.01, 0.01)
+            self.assertAllEqual(norm.gamma, np.ones(16))
+            self.assertAllEqual(norm.beta, np.zeros(16))
+        dense = model.mlp.blocks[0][0].kernel.numpy()
+        self.assertLessEqual(np.abs(dense).max(), 0.01)
+        self.assertGreater(np.abs(dense).max(), 0.005)
+        directory = self.create_tempdir().full_path
+        task.save(model, directory)
+        loaded = task.load(directory, batch)
+        self.assertEqual(loaded.get_config()["options"]["bn_init"], "unit")
+        self.assertAllEqual(model(batch, training=False), loaded(batch, training=False))
+        with self.assertRaisesRegex(ValueError, "bn_init must be uniform or unit, not 'ones'"):
+            options.validate(backbones.options_class("wd"), {"bn_init": "ones"}, "wd")

@@ -47,14 +47,15 @@ def options_class(name: str) -> type:
     (`--set deepfm.mlp_dims=[32,16]`): every keyword argument of its constructor with its
     default (tuples as lists)."""
     import inspect  # pylint: disable=import-outside-toplevel
-    defaults = {}
+    defaults, choices = {}, {}
     for cls in reversed(backbone_class(name).__mro__):
         if "__init__" in vars(cls) and issubclass(cls, CTRBackbone):
             for param in inspect.signature(cls.__init__).parameters.values():
                 if param.default is not inspect.Parameter.empty:
                     value = param.default
                     defaults[param.name] = list(value) if isinstance(value, tuple) else value
-    return type(f"{name}_options", (), {"defaults": defaults, "choices": {}, "bounds": {},
+        choices.update(vars(cls).get("option_choices", {}))
+    return type(f"{name}_options", (), {"defaults": defaults, "choices": choices, "bounds": {},
                                         "check": classmethod(lambda cls, options: None)})
 
 
@@ -70,19 +71,30 @@ def _dense(units, name, use_bias=True):
                               bias_initializer=_uniform(), name=name)
 
 
-class MLP(keras.layers.Layer):
-    """[Linear -> BatchNorm -> ReLU -> Dropout] per hidden width (spec 2.1)."""
+BN_INITS = ("uniform", "unit")
 
-    def __init__(self, dims, dropout, **kwargs):
+
+class MLP(keras.layers.Layer):
+    """[Linear -> BatchNorm -> ReLU -> Dropout] per hidden width (spec 2.1).
+
+    `bn_init`: "uniform" (the CSDM reference's init(), every tensor from U(-0.01, 0.01), BatchNorm's
+    scale and shift too) or "unit" (scale 1, shift 0: PyTorch's and Keras' BatchNorm defaults).
+    """
+
+    def __init__(self, dims, dropout, bn_init="uniform", **kwargs):
         super().__init__(**kwargs)
+        if bn_init not in BN_INITS:
+            raise ValueError(f"bn_init must be uniform or unit, not {bn_init!r}")
+        uniform = bn_init == "uniform"
         self.blocks = []
         for index, width in enumerate(dims):
             self.blocks.append((
                 _dense(width, f"dense_{index}"),
                 # PyTorch BatchNorm1d defaults: eps 1e-5, momentum 0.1 (= Keras 0.9).
-                keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
-                                                gamma_initializer=_uniform(),
-                                                beta_initializer=_uniform()),
+                keras.layers.BatchNormalization(
+                    momentum=0.9, epsilon=1e-5,
+                    gamma_initializer=_uniform() if uniform else "ones",
+                    beta_initializer=_uniform() if uniform else "zeros"),
                 keras.layers.Dropout(dropout),
             ))
 
@@ -181,9 +193,12 @@ def fm_interaction(fields: tf.Tensor) -> tf.Tensor:
 class _MLPHead(CTRBackbone):
     """Shared shape of the MLP-on-top backbones: MLP(dims, dropout) -> Linear(1)."""
 
-    def __init__(self, config, vocab_sizes, embed_dim=16, mlp_dims=(16, 16), dropout=0.2, **kwargs):
+    option_choices = {"bn_init": BN_INITS}
+
+    def __init__(self, config, vocab_sizes, embed_dim=16, mlp_dims=(16, 16), dropout=0.2,
+                 bn_init="uniform", **kwargs):
         super().__init__(config, vocab_sizes, embed_dim, **kwargs)
-        self.mlp = MLP(mlp_dims, dropout, name="mlp")
+        self.mlp = MLP(mlp_dims, dropout, bn_init, name="mlp")
         self.out = _dense(1, "mlp_out")
 
     def head(self, x, training):
@@ -245,16 +260,17 @@ class DCN(CTRBackbone):
     """
 
     uses_linear = False
+    option_choices = {"bn_init": BN_INITS}
 
     def __init__(self, config, vocab_sizes, embed_dim=16, num_cross=3, projection_dim=1,
-                 mlp_dims=(16, 16), dropout=0.2, **kwargs):
+                 mlp_dims=(16, 16), dropout=0.2, bn_init="uniform", **kwargs):
         super().__init__(config, vocab_sizes, embed_dim, **kwargs)
         import tensorflow_recommenders as tfrs  # pylint: disable=import-outside-toplevel
         self.cross = [tfrs.layers.dcn.Cross(projection_dim=projection_dim,
                                             kernel_initializer=_uniform(),
                                             bias_initializer=_uniform(), name=f"cross_{i}")
                       for i in range(num_cross)]
-        self.mlp = MLP(mlp_dims, dropout, name="mlp")
+        self.mlp = MLP(mlp_dims, dropout, bn_init, name="mlp")
         self.out = _dense(1, "out")
 
     def logit(self, fields, ctn, training):
