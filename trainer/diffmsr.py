@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import metrics
+from trainer.protocol import BestWeights
 from trainer.optim import TorchAdam
 
 keras = tf.keras
@@ -338,23 +339,14 @@ def early_stopped(epoch: Callable[[int], float], score: Optional[Callable[[], fl
     """Runs `epoch(e)` (returns its mean training loss) until `score()` (higher is better) has
     not improved for `patience` epochs, then restores `keep` to their values at the best score.
     Without `score`: every epoch, nothing restored. Returns {"train": losses, "score": scores}."""
-    history: Dict[str, list] = {"train": [], "score": []}
-    best, best_values, waited = -math.inf, None, 0
+    best = BestWeights(keep, patience)
+    losses = []
     for e in range(max_epochs):
-        history["train"].append(epoch(e))
-        if score is None:
-            continue
-        history["score"].append(score())
-        if history["score"][-1] > best:
-            best, best_values, waited = history["score"][-1], [v.numpy() for v in keep], 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    if best_values is not None:
-        for v, value in zip(keep, best_values):
-            v.assign(value)
-    return history
+        losses.append(epoch(e))
+        if score is not None and best.update(score()):
+            break
+    best.restore()
+    return {"train": losses, "score": best.scores}
 
 
 def _split_rows(n: int, batch_size: int, rng: np.random.Generator) -> List[np.ndarray]:

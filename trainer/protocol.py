@@ -217,6 +217,28 @@ def train(model: tf.keras.Model, arrays: Arrays, variables: Sequence[tf.Variable
     return losses
 
 
+class BestWeights:
+    """Early stopping's bookkeeping: `update(score)` after each epoch (higher is better) keeps the
+    values of `variables` at the best score so far and returns True once `patience` epochs have
+    passed without a better one; `restore()` puts the kept values back (none kept: no change)."""
+
+    def __init__(self, variables: Sequence[tf.Variable], patience: int):
+        self.variables, self.patience = list(variables), patience
+        self.scores: List[float] = []
+        self.best_index, self._best, self._values = -1, -math.inf, None
+
+    def update(self, score: float) -> bool:
+        self.scores.append(score)
+        if score > self._best:
+            self.best_index, self._best = len(self.scores) - 1, score
+            self._values = [v.numpy() for v in self.variables]
+        return len(self.scores) - 1 - self.best_index >= self.patience
+
+    def restore(self) -> None:
+        for variable, value in zip(self.variables, self._values or []):
+            variable.assign(value)
+
+
 def predict(model: tf.keras.Model, arrays: Arrays, batch_size: int = 8192) -> np.ndarray:
     """Click probabilities in eval mode."""
     ensure_built(model, arrays)

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -58,31 +58,25 @@ class EarlyStopping:
         if len(np.unique(labels)) < 2:
             raise ValueError(f"early stopping needs clicks and non-clicks in the validation rows; "
                              f"its {len(labels)} rows hold one label only")
-        self.model, self.validation, self.patience, self.log = model, validation, patience, log
-        self.aucs: List[float] = []
-        self.best_epoch = -1  # counted from 0
-        self._best: List[np.ndarray] = []
+        self.model, self.validation, self.log = model, validation, log
+        self.best = protocol.BestWeights(model.variables, patience)
 
     def __call__(self, epoch: int) -> bool:
-        value = metrics.auc(self.validation[features.LABEL],
-                            protocol.predict(self.model, self.validation))
-        self.aucs.append(value)
-        if self.best_epoch < 0 or value > self.aucs[self.best_epoch]:
-            self.best_epoch = epoch
-            self._best = [variable.numpy() for variable in self.model.variables]
+        stop = self.best.update(metrics.auc(self.validation[features.LABEL],
+                                            protocol.predict(self.model, self.validation)))
         if self.log:
-            self.log.note(f"epoch {epoch + 1}: validation AUC {value:.4f} (best "
-                          f"{self.aucs[self.best_epoch]:.4f} at epoch {self.best_epoch + 1})")
-        return epoch - self.best_epoch >= self.patience
+            self.log.note(f"epoch {epoch + 1}: validation AUC {self.best.scores[-1]:.4f} (best "
+                          f"{self.best.scores[self.best.best_index]:.4f} at epoch "
+                          f"{self.best.best_index + 1})")
+        return stop
 
     def restore(self) -> None:
-        for variable, value in zip(self.model.variables, self._best):
-            variable.assign(value)
+        self.best.restore()
 
     def summary(self) -> Dict[str, Any]:
         """Epochs counted from 1."""
-        return {"patience": self.patience, "validation_auc": self.aucs,
-                "epochs": len(self.aucs), "best_epoch": self.best_epoch + 1}
+        return {"patience": self.best.patience, "validation_auc": self.best.scores,
+                "epochs": len(self.best.scores), "best_epoch": self.best.best_index + 1}
 
 
 def pretrain(backbone: str, feature_config: features.FeatureConfig, vocab_sizes,
