@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import metrics
-from trainer.protocol import BestWeights
 from trainer.optim import TorchAdam
+from trainer.protocol import BestWeights
 
 keras = tf.keras
 SCHEDULES = ("piecewise", "linear", "cosine")
