@@ -11,7 +11,6 @@ Trainer's eval files are the protocol's validation split, and `train_config.json
 import dataclasses
 import json
 import os
-
 from typing import Any, Dict, Optional
 
 import numpy as np
