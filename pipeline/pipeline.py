@@ -134,8 +134,6 @@ def trainer_component(transform, schema, dataset: log_config.DatasetConfig,
         train_args=tfx.proto.TrainArgs(splits=[protocol.pretrain_split]),
         eval_args=tfx.proto.EvalArgs(splits=[protocol.validation_split or protocol.eval_split]),
         custom_config={"backbone": backbone, "seeds": list(seeds), "train": train,
-                       **({"validation_split": protocol.validation_split}
-                          if train.get("early_stopping") else {}),
                        "features": feature_json(dataset, protocol), "code_version": code,
                        **({"backbone_options": options} if options else {})})
 

@@ -1,11 +1,12 @@
 """Trainer module file: pretrains one backbone per seed on the `base` split (spec 3.1).
 
 custom_config: {"backbone": str, "seeds": [int], "train": TrainConfig fields,
-"features": features.to_json(FeatureConfig), "validation_split": str (with early stopping)}.
+"features": features.to_json(FeatureConfig)}.
 Output under the Model artifact: `seed_<s>/weights*` (TF checkpoint) and `seed_<s>/backbone.json`;
 a seed whose pretraining loss is not finite is saved nowhere and listed, with the message, under
 `failed` in `train_config.json` (the other seeds go on). With `train.early_stopping` > 0 the
-Trainer's eval files are the protocol's validation split, and `train_config.json` lists under
+Trainer's eval files (the protocol's validation split: pipeline.trainer_component refuses a
+protocol without one) choose the epoch, and `train_config.json` lists under
 `early_stopping` each seed's validation AUC per epoch and the epoch whose weights were kept.
 """
 import dataclasses
@@ -116,8 +117,6 @@ def run_fn(fn_args: FnArgs) -> None:
     config = protocol.TrainConfig(**custom.get("train", {}))
     validation = None
     if config.early_stopping:
-        if not custom.get("validation_split"):
-            raise ValueError("train.early_stopping needs a protocol with a validation split")
         validation = data.load_files(
             [f for pattern in fn_args.eval_files for f in tf.io.gfile.glob(pattern)], spec)
     failed, stopped = {}, {}
