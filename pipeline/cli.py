@@ -45,6 +45,12 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
                         "validation split)")
     p.add_argument("--optimizer", choices=("torch_adam", "keras_adam"), default="torch_adam",
                    help="torch_adam: the reference's Adam (coupled L2, dense gradients)")
+    p.add_argument("--learning-rate", type=float, metavar="LR",
+                   help="the optimizer's learning rate for pretraining, warm-up and the methods "
+                        "that train with it (default 1e-3; a method's own lr option stays)")
+    p.add_argument("--weight-decay", type=float, metavar="L2",
+                   help="that optimizer's L2 weight on every variable it trains (default 1e-6; "
+                        "AQCL's paper searches 1e-5 .. 1e-1)")
     p.add_argument("--frozen-mode", choices=("train", "inference"), default="train",
                    help="mode of the frozen backbone while item IDs train (train: reference)")
     p.add_argument("--beam-preset", default="direct", choices=sorted(beam_presets.PRESETS),
@@ -231,6 +237,10 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
                              ("--early-stopping", args.early_stopping, 0)):
         if value < low:
             raise ValueError(f"{flag} must be at least {low}, not {value}")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise ValueError(f"--learning-rate must be above 0, not {args.learning_rate}")
+    if args.weight_decay is not None and not args.weight_decay >= 0:
+        raise ValueError(f"--weight-decay must be at least 0, not {args.weight_decay}")
     if args.early_stopping and not protocol.validation_split:
         raise ValueError(f"--early-stopping needs a protocol with a validation split; "
                          f"{protocol_name} has none")
@@ -244,7 +254,9 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         seeds=list(range(args.seed, args.seed + args.runs)),
         train={"batch_size": args.batch_size, "pretrain_epochs": args.pretrain_epochs,
                "optimizer": args.optimizer, "frozen_mode": args.frozen_mode,
-               **({"early_stopping": args.early_stopping} if args.early_stopping else {})},
+               **({"early_stopping": args.early_stopping} if args.early_stopping else {}),
+               **({"learning_rate": args.learning_rate} if args.learning_rate is not None else {}),
+               **({"weight_decay": args.weight_decay} if args.weight_decay is not None else {})},
         beam_pipeline_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
         tfma_seeds=args.tfma_seeds, max_bad_fraction=args.max_bad_fraction,
         **({"tuning": tuned} if tuned else {}))

@@ -23,7 +23,8 @@ FLAGS = ["--dataset", "ml-1m", "--N", "100", "--K", "10", "--backbone", "deepfm,
          "--set", "csdm.train_denoiser=False", "--set", "csdm.diff_coef=2",
          "--set", "csdm/code.forward_coef=sqrt_c", "--runs", "2", "--seed", "3",
          "--batch-size", "64", "--pretrain-epochs", "2", "--optimizer", "keras_adam",
-         "--frozen-mode", "inference", "--tfma-seeds", "2", "--max-bad-fraction", "0.01",
+         "--frozen-mode", "inference", "--learning-rate", "0.002", "--weight-decay", "1e-4",
+         "--tfma-seeds", "2", "--max-bad-fraction", "0.01",
          "--beam-preset", "direct-mp", "--beam-arg=--direct_num_workers=2"]
 
 
@@ -78,7 +79,8 @@ class CompileMatchesRunTest(tf.test.TestCase):
         custom = json.loads(compiled_params["Trainer.deepfm"]["custom_config"])
         self.assertEqual((custom["backbone"], custom["seeds"], custom["train"]),
                          ("deepfm", [3, 4], {"batch_size": 64, "pretrain_epochs": 2,
-                                             "optimizer": "keras_adam", "frozen_mode": "inference"}))
+                                             "optimizer": "keras_adam", "frozen_mode": "inference",
+                                             "learning_rate": 0.002, "weight_decay": 1e-4}))
         self.assertEqual(compiled_params["QuarantineGate"]["max_bad_fraction"], 0.01)
         self.assertEqual((compiled_params["ItemSplitGen"]["protocol"],
                           json.loads(compiled_params["ItemSplitGen"]["params"])),
@@ -117,6 +119,9 @@ class CompileMatchesRunTest(tf.test.TestCase):
                 (["--backbone", "nope"], "unknown backbone 'nope'"),
                 (["--batch-size", "0"], "--batch-size must be at least 1, not 0"),
                 (["--max-bad-fraction", "2"], "--max-bad-fraction must be in [0, 1]"),
+                (["--learning-rate", "0"], "--learning-rate must be above 0, not 0.0"),
+                (["--weight-decay=-1e-5"], "--weight-decay must be at least 0, not -1e-05"),
+                (["--weight-decay", "nan"], "--weight-decay must be at least 0, not nan"),
                 (["--early-stopping", "3"], "--early-stopping needs a protocol with a "
                                             "validation split; item_frequency has none"),
                 (["--beam-preset", "dataflow"], "--beam-preset dataflow needs")):

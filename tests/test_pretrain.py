@@ -54,3 +54,7 @@ class EarlyStoppingTest(tf.test.TestCase):
             pretrained(config, one_label)
         with self.assertRaisesRegex(ValueError, "must be >= 0, not -1"):
             protocol.TrainConfig(early_stopping=-1)
+        with self.assertRaisesRegex(ValueError, "weight_decay must be >= 0, not nan"):
+            protocol.TrainConfig(weight_decay=float("nan"))
+        with self.assertRaisesRegex(ValueError, "learning_rate must be above 0, not 0"):
+            protocol.TrainConfig(learning_rate=0)

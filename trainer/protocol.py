@@ -49,6 +49,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be torch_adam or keras_adam, not {self.optimizer!r}")
         if self.frozen_mode not in ("train", "inference"):
             raise ValueError(f"frozen_mode must be train or inference, not {self.frozen_mode!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be above 0, not {self.learning_rate}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, not {self.weight_decay}")
         if self.early_stopping < 0:
             raise ValueError(f"early_stopping (patience in epochs) must be >= 0, not "
                              f"{self.early_stopping}")
