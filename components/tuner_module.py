@@ -91,7 +91,10 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     def load_backbone(seed: int):
         return task.load(task.seed_dir(model_dir, seed), context.eval_data)
 
-    objective = method_tuner.protocol_objective(label, context, load_backbone, config, seeds,
+    def seed_config(seed: int):
+        return task.seed_config(config, train_config.get("early_stopping"), seed)
+
+    objective = method_tuner.protocol_objective(label, context, load_backbone, seed_config, seeds,
                                                 custom.get("stages"), custom.get("metric", "auc"))
     tuner = method_tuner.make_tuner(
         label, space, objective, custom.get("tuner", "random"),

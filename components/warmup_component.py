@@ -105,7 +105,8 @@ def WarmupEvaluate(
             log = protocol.Progress(prefix=f"{name} seed {seed} ")
             scores = []
             try:
-                stages = protocol.warm_up_and_evaluate(backbone, context, config, seed, method,
+                seed_config = task.seed_config(config, train_config.get("early_stopping"), seed)
+                stages = protocol.warm_up_and_evaluate(backbone, context, seed_config, seed, method,
                                                        log, scores)
             except protocol.NonFiniteLoss as err:
                 err.attach(name, seed)

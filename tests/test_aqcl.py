@@ -385,6 +385,21 @@ class MethodTest(tf.test.TestCase):
         init = np.random.default_rng(0).standard_normal((128, 64))
         self.assertGreater(np.abs(method.codebook.numpy() - unit(init)).max(), 1e-4)
 
+    def test_methods_train_the_epochs_the_trainer_kept(self):
+        # train_config.json's record of a Trainer that ran 4 of at most 10 epochs and kept the 2nd
+        stopped = {"0": {"patience": 2, "validation_auc": [0.61, 0.66, 0.65, 0.64], "epochs": 4,
+                         "best_epoch": 2}}
+        config = protocol.TrainConfig(batch_size=128, pretrain_epochs=10, early_stopping=2)
+        seed_0 = task.seed_config(config, stopped, 0)
+        self.assertEqual(seed_0, protocol.TrainConfig(batch_size=128, pretrain_epochs=2,
+                                                      early_stopping=2))
+        self.assertEqual(task.seed_config(config, stopped, 1), config)  # no record for seed 1
+        self.assertEqual(task.seed_config(config, None, 0), config)  # no early stopping
+        for name in ("aqcl", "dropoutnet_reg"):
+            method = build_method(name, seed=0)
+            method.prepare(self.base(), context_of(self.splits), seed_0)
+            self.assertLen(method.losses, 2)
+
     def test_fresh_backbone_is_the_trainers_initialisation(self):
         base = self.base()
         ours = aqcl_methods.fresh_history_backbone(base, 3, self.splits["train"])

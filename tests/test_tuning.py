@@ -367,7 +367,8 @@ class ObjectiveIsolationTest(tf.test.TestCase):
         pretrain_tuning_backbones(splits["base"], directory)
         objective = method_tuner.protocol_objective(
             "cvar", context, lambda seed: task.load(task.seed_dir(directory, seed),
-                                                    splits["test"]), CONFIG, seeds=[0])
+                                                    splits["test"]), lambda seed: CONFIG,
+            seeds=[0])
         space = tuning.check_space(methods.CVAR, SPACE_CVAR, "cvar")
         tuner = method_tuner.make_tuner("cvar", space, objective, "random", 2, 0,
                                         tempfile.mkdtemp(), fixed={"warm_epochs": 1})
@@ -492,7 +493,7 @@ class TunerComponentTest(tf.test.TestCase):
         context = ProtocolContext(proto, lambda name: data.canonical_order(splits[name]))
         objective = method_tuner.protocol_objective(
             "cvar", context, lambda seed: task.load(task.seed_dir(directory, seed),
-                                                    splits["test"]), CONFIG, [0])
+                                                    splits["test"]), lambda seed: CONFIG, [0])
         self.assertEqual(objective(methods.CVAR.defaults | best["options"] | {"warm_epochs": 1}),
                          best["objective"])
 

@@ -175,14 +175,15 @@ def write_best_hyperparameters(tuner: MethodTuner, path: str) -> None:
 
 
 def protocol_objective(label: str, context, load_backbone: Callable[[int], Any],
-                       config: protocol.TrainConfig, seeds: Sequence[int],
+                       seed_config: Callable[[int], protocol.TrainConfig], seeds: Sequence[int],
                        stages: Optional[Sequence[str]] = None, metric: str = "auc"
                        ) -> Callable[..., float]:
     """objective(options, budget=None): the protocol's `tuning_objective` of `metric` over
     `stages` (default: the protocol's; item phases: the mean over every stage), averaged over the
     first `budget` of `seeds` (default: all). Each run starts
-    from a fresh `load_backbone(seed)` (the tuning backbone pretrained with that seed) and reads
-    data only through `context`, the tuning view's ProtocolContext."""
+    from a fresh `load_backbone(seed)` (the tuning backbone pretrained with that seed) with
+    `seed_config(seed)` and reads data only through `context`, the tuning view's
+    ProtocolContext."""
     names = [s.name for s in context.stages]
     unknown = sorted(set(stages or ()) - set(names))
     if unknown:
@@ -196,8 +197,8 @@ def protocol_objective(label: str, context, load_backbone: Callable[[int], Any],
         for seed in list(seeds)[:budget or len(seeds)]:
             method = methods.build(label, seed=seed, **options)
             try:
-                results = protocol.warm_up_and_evaluate(load_backbone(seed), context, config,
-                                                        seed, method)
+                results = protocol.warm_up_and_evaluate(load_backbone(seed), context,
+                                                        seed_config(seed), seed, method)
             except protocol.NonFiniteLoss as err:
                 raise err.attach(label, seed)
             per_seed.append(context.protocol.tuning_objective(results, stages, metric))

@@ -79,6 +79,16 @@ class EarlyStopping:
                 "epochs": len(self.best.scores), "best_epoch": self.best.best_index + 1}
 
 
+def seed_config(config: protocol.TrainConfig, early_stopping: Optional[Dict[str, Any]],
+                seed: int) -> protocol.TrainConfig:
+    """The TrainConfig of the cold-start methods run on `seed`'s backbone. Where the Trainer
+    stopped early (`early_stopping`: train_config.json's, per seed), `pretrain_epochs` is the epoch
+    it kept for that seed, so that a method that trains a backbone itself (icl, aqcl, dropoutnet,
+    velf, ...) trains as many epochs as the base backbone it is compared with (aqcl.md 12.11)."""
+    kept = (early_stopping or {}).get(str(seed))
+    return dataclasses.replace(config, pretrain_epochs=kept["best_epoch"]) if kept else config
+
+
 def pretrain(backbone: str, feature_config: features.FeatureConfig, vocab_sizes,
              base: protocol.Arrays, config: protocol.TrainConfig, seed: int,
              log=None, options=None, validation: Optional[protocol.Arrays] = None,

@@ -53,7 +53,8 @@ Decisions of spec section 12:
         0.01 0.6590, 0.001 0.6862; icl w = 0.1 0.5392, 0.001 0.6804 (a throwaway leave-last-out
         split made in numpy, not the pipeline's; one seed).
   12.11 no early stopping: the same epochs as the base backbone (`epochs` 0), so that the
-        comparison with the plain backbone differs only in the regulariser.
+        comparison with the plain backbone differs only in the regulariser; where the Trainer
+        stopped early, the epoch it kept for that seed (`task.seed_config`).
   12.12 no Oncold (not public).
 """
 import numpy as np
