@@ -310,7 +310,10 @@ def warm_up_and_evaluate(model: tf.keras.Model, context, config: TrainConfig, se
                 method.warm_up(model, stage, context, config)
             else:
                 data = context.adaptation_data(stage)
-                train(model, data, stage_variables(model, stage, data), config,
+                variables = stage_variables(model, stage, data)
+                if stage.trains == "domain":  # pre-train & fine-tune family: own head per domain
+                    model.specialise()
+                train(model, data, variables, config,
                       config.warm_epochs, seed=seed + 1000 * index, log=log,
                       training=config.frozen_mode == "train", phase=f"warm-up on {stage.name}")
             if method is not None:
