@@ -21,7 +21,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact, artifact_utils, standard_artifacts
 
-from components import log_config, log_reader
+from components import log_config, log_reader, tfrecord_io
 
 STATS_FILE = "quarantine.json"
 BAD_ROWS = "bad_rows"
@@ -72,8 +72,8 @@ def ClickLogExampleGen(
     bad_path = os.path.join(quarantine.uri, BAD_ROWS)
     with beam_pipeline as p:
         rows, bad, stats = p | "ReadClickLog" >> log_reader.ReadClickLog(config, input_base)  # pylint: disable=no-value-for-parameter
-        _ = rows | "WriteExamples" >> beam.io.WriteToTFRecord(
-            os.path.join(examples.uri, "Split-all", "data_tfrecord"), file_name_suffix=".gz")
+        _ = rows | "WriteExamples" >> tfrecord_io.WriteGzipTFRecords(  # pylint: disable=no-value-for-parameter
+            os.path.join(examples.uri, "Split-all", "data_tfrecord"))
         _ = (bad | "BadToJson" >> beam.Map(json.dumps, sort_keys=True)
              | "WriteBad" >> beam.io.WriteToText(bad_path, file_name_suffix=".jsonl"))
         _ = (stats | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True)

@@ -10,7 +10,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.components.util import examples_utils
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import example_io
+from components import example_io, tfrecord_io
 from components.item_split import SPLITS, ItemFrequencySplit
 
 STATS_FILE = "split_stats.json"
@@ -47,14 +47,12 @@ def write_split(beam_pipeline, examples, split_examples, input_split, transform,
     ({split: serialized tf.Examples}, JSON statistics)) and writes the splits and STATS_FILE."""
     files = example_io.split_files(examples.uri, input_split)
     with beam_pipeline as p:
-        records = p | "Read" >> beam.io.ReadFromTFRecord(
-            os.path.join(os.path.dirname(files[0]), "*"),
-            compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+        records = p | "Read" >> tfrecord_io.ReadGzipTFRecords(  # pylint: disable=no-value-for-parameter
+            os.path.join(os.path.dirname(files[0]), "*"))
         splits, stats = records | "Split" >> transform
         for name, rows in splits.items():
-            _ = rows | f"Write[{name}]" >> beam.io.WriteToTFRecord(
-                os.path.join(split_examples.uri, f"Split-{name}", "data_tfrecord"),
-                file_name_suffix=".gz")
+            _ = rows | f"Write[{name}]" >> tfrecord_io.WriteGzipTFRecords(  # pylint: disable=no-value-for-parameter
+                os.path.join(split_examples.uri, f"Split-{name}", "data_tfrecord"))
         _ = stats | "WriteStats" >> beam.io.WriteToText(
             os.path.join(split_examples.uri, STATS_FILE), shard_name_template="")
     split_examples.split_names = artifact_utils.encode_split_names(list(split_names))

@@ -1,0 +1,58 @@
+"""Gzipped TFRecord files read and written in Beam with TensorFlow's C++ record I/O (issue 12).
+
+Beam's own `ReadFromTFRecord` / `WriteToTFRecord` frame, checksum and (de)compress every record in
+Python: on the 487,650 ML-1M rows, the item split's read and six writes took 8.5 of its 32 s.
+These write the same files (tests/test_tfrecord_io.py reads them back with Beam's reader).
+Reading is one file per worker, as with the raw logs: shard large inputs into many files.
+"""
+from typing import Iterator
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.io import filebasedsink
+from apache_beam.io.filesystem import CompressionTypes
+
+READ_BATCH = 4096  # records per tf.data batch: one C++ call each, not one per record
+
+
+class _GzipTFRecordSink(filebasedsink.FileBasedSink):
+    """Beam's sharding, temp files and finalisation; tf.io.TFRecordWriter writes each shard."""
+
+    def __init__(self, file_path_prefix: str):
+        super().__init__(file_path_prefix, coder=beam.coders.BytesCoder(), file_name_suffix=".gz",
+                         num_shards=0, shard_name_template=None,
+                         mime_type="application/octet-stream",
+                         compression_type=CompressionTypes.UNCOMPRESSED)  # the writer gzips
+
+    def open(self, temp_path):
+        return tf.io.TFRecordWriter(temp_path, options="GZIP")
+
+    def write_encoded_record(self, file_handle, encoded_value):
+        file_handle.write(encoded_value)
+
+    def close(self, file_handle):
+        file_handle.close()
+
+
+@beam.ptransform_fn
+def WriteGzipTFRecords(records: beam.PCollection, file_path_prefix: str):
+    """Serialized records -> `<prefix>-SSSSS-of-NNNNN.gz`, as beam.io.WriteToTFRecord(prefix,
+    file_name_suffix=".gz") names them."""
+    return records | "Write" >> beam.io.Write(_GzipTFRecordSink(file_path_prefix))
+
+
+def read_gzip_records(path: str) -> Iterator[bytes]:
+    dataset = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(READ_BATCH)
+    for batch in dataset.as_numpy_iterator():
+        yield from batch.tolist()
+
+
+@beam.ptransform_fn
+def ReadGzipTFRecords(pipeline: beam.Pipeline, pattern: str):
+    """Every record of the gzipped TFRecord files matching `pattern` (at least one must)."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {pattern}")
+    return (pipeline | "Files" >> beam.Create(files)
+            | "OneFilePerWorker" >> beam.Reshuffle()
+            | "Records" >> beam.FlatMap(read_gzip_records))
