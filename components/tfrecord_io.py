@@ -1,8 +1,9 @@
 """Gzipped TFRecord files read and written in Beam with TensorFlow's C++ record I/O (issue 12).
 
 Beam's own `ReadFromTFRecord` / `WriteToTFRecord` frame, checksum and (de)compress every record in
-Python: on the 487,650 ML-1M rows, the item split's read and six writes took 8.5 of its 32 s.
-These write the same files (tests/test_tfrecord_io.py reads them back with Beam's reader).
+Python, one zlib call per record. On 487,650 ML-1M rows, the item split (read, split, six writes)
+took 32.2 s with them and 23.7 s with these (README, issue 12).
+The records and their framing are the same bytes as Beam's (tests/test_tfrecord_io.py).
 Reading is one file per worker, as with the raw logs: shard large inputs into many files.
 """
 from typing import Iterator
