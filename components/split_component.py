@@ -47,8 +47,7 @@ def write_split(beam_pipeline, examples, split_examples, input_split, transform,
     ({split: serialized tf.Examples}, JSON statistics)) and writes the splits and STATS_FILE."""
     files = example_io.split_files(examples.uri, input_split)
     with beam_pipeline as p:
-        records = p | "Read" >> tfrecord_io.ReadGzipTFRecords(  # pylint: disable=no-value-for-parameter
-            os.path.join(os.path.dirname(files[0]), "*"))
+        records = p | "Read" >> tfrecord_io.ReadGzipTFRecords(files)  # pylint: disable=no-value-for-parameter
         splits, stats = records | "Split" >> transform
         for name, rows in splits.items():
             _ = rows | f"Write[{name}]" >> tfrecord_io.WriteGzipTFRecords(  # pylint: disable=no-value-for-parameter
