@@ -19,6 +19,7 @@ a key, and a list of fields. Every built-in data set is such a config
     split: {N: 200, K: 20}
     history: {length: 50, unit: day}     # optional: user-history features (hist_*)
     dedupe: true                         # drop (true) or keep (false) exact duplicate log rows
+    file_field: source_file              # optional: each example names its log file (not a model feature)
 
 `user_id`, `item_id` and `timestamp` are required field names. Every key is checked when the
 config is read: booleans must be true/false, enumerated keys one of their values, names and
@@ -32,6 +33,10 @@ day; not for line-number or position times) is a bad row. A row that cannot be p
 time (`unit: day`: from earlier UTC days), oldest first, the newest `length` of them, as
 `hist_item_id` and `hist_<field>` for each listed categorical item field, and their count before
 the cap, `hist_len` (`components/history.py`).
+
+`file_field` (off when absent) gives every example the base name of the log file its row was
+read from, as a string feature of that name. No model reads it: it is for protocols that split by
+file (`per_domain` with `assign: files`, e.g. Douban's train/val/test files).
 """
 import calendar
 import codecs
@@ -141,6 +146,7 @@ class DatasetConfig:
     # item_frequency parameters default to `split: {N, K}`. Checked by trainer/protocols.
     protocol: Dict[str, Any] = dataclasses.field(default_factory=dict)
     history: Optional[HistorySpec] = None  # user-history features (components/history.py)
+    file_field: str = ""  # feature naming each example's log file (base name); "" = none
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
@@ -331,7 +337,7 @@ def _label(raw: Any) -> LabelSpec:
 def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
     """Validates a config (as loaded from YAML) and returns it; raises ConfigError saying why."""
     _no_unknown(raw, ("name", "log", "joins", "fields", "label", "side_info", "split",
-                      "negatives", "dedupe", "protocol", "history"), "config")
+                      "negatives", "dedupe", "protocol", "history", "file_field"), "config")
     for key in ("name", "log", "fields", "label"):
         if key not in raw:
             raise ConfigError(f"config: `{key}` is required")
@@ -360,6 +366,11 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
     for reserved in ("label", "count"):
         if reserved in names:
             raise ConfigError(f"fields: {reserved!r} is reserved (the label / the item's count)")
+    file_field = _get(raw, "file_field", "", "str", "config")
+    if "file_field" in raw and not file_field:
+        raise ConfigError("config: `file_field` must name a feature, not be empty")
+    if file_field in (*names, "label", "count", "user_group") or file_field.startswith("hist_"):
+        raise ConfigError(f"config: file_field {file_field!r} is already a feature's name")
     label = _label(raw["label"])
     negatives = raw.get("negatives", {})
     _no_unknown(negatives, ("per_positive", "seed", "sampling"), "negatives")
@@ -391,7 +402,7 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
                          dedupe=_get(raw, "dedupe", True, "bool", "config"),
                          protocol=_protocol(raw.get("protocol", {}), split),
                          history=_history(raw["history"], fields, log)
-                         if "history" in raw else None)
+                         if "history" in raw else None, file_field=file_field)
 
 
 def _protocol(raw: Any, split: Dict[str, Any]) -> Dict[str, Any]:
@@ -440,7 +451,8 @@ def _history(raw: Any, fields: Sequence[FieldSpec], log: TableSpec) -> HistorySp
 
 # Config keys whose values are names or values as written in the files: YAML must not turn
 # `yes` into True or `01` into 1 there (path from the top; "*" = every list item).
-_AS_WRITTEN = [("name",), ("side_info", "*"), ("label", "column"), ("label", "positive"),
+_AS_WRITTEN = [("name",), ("file_field",), ("side_info", "*"), ("label", "column"),
+               ("label", "positive"),
                ("label", "positive", "*"), ("label", "negative"), ("label", "negative", "*"),
                ("history", "fields", "*"),
                *[(*table, key) for table in (("log",), ("joins", "*"))

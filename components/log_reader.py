@@ -285,6 +285,8 @@ class ParseRow(beam.DoFn):
             row = {**row, LINE_COLUMN: number}
             parsed = parse_row(join(row, tables, self._config, unmatched), self._config,
                                self._time_range)
+            if self._config.file_field:
+                parsed[self._config.file_field] = file_name(path)
         except BadRow as err:
             yield beam.pvalue.TaggedOutput("bad", _bad(path, number, err, raw))
             return
@@ -292,6 +294,11 @@ class ParseRow(beam.DoFn):
         for index in unmatched:
             spec = self._config.joins[index]
             yield beam.pvalue.TaggedOutput("unmatched", f"joins[{index}] {spec.files[0]}")
+
+
+def file_name(path: str) -> str:
+    """The base name of a local or remote (gs://...) path: what `file_field` holds."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _first_row(rows):

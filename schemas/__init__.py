@@ -34,9 +34,9 @@ ROW_FEATURES = {"count": ("INT", ["  int_domain { min: 1 }"]), "user_group": ("B
 
 def schema_text(config, row_features=("count",), protocol: str = "item-frequency") -> str:
     """schema.pbtxt of a `log_config.DatasetConfig`'s examples after the protocol's split: one
-    entry per field, then `label` (0/1) and the split's `row_features` (item_frequency: `count`,
-    the item's rows, >= 1), then with `history` the history features (item ids and
-    fields: at most `length` values; `hist_len` >= 0)."""
+    entry per field (and `file_field`, when set), then `label` (0/1) and the split's
+    `row_features` (item_frequency: `count`, the item's rows, >= 1), then with `history` the
+    history features (item ids and fields: at most `length` values; `hist_len` >= 0)."""
     lines = [f"# Schema of the {config.name} examples after the {protocol} split (input of",
              f"# Transform). Generated from dataset.yaml by `python -m schemas`; do not edit."]
 
@@ -52,6 +52,8 @@ def schema_text(config, row_features=("count",), protocol: str = "item-frequency
             feature(field.name, "FLOAT", single)
         else:
             feature(field.name, "INT" if field.type == "timestamp" else "BYTES", single)
+    if config.file_field:  # the row's log file (base name), for splits by file
+        feature(config.file_field, "BYTES", single)
     feature("label", "INT", ["  int_domain { min: 0 max: 1 is_categorical: true }", *single])
     for name in row_features:
         kind, body = ROW_FEATURES[name]

@@ -177,6 +177,22 @@ class ProtocolAndBackboneOptionsTest(tf.test.TestCase):
         self.assertEqual(kwargs["backbone_options"], {"deepfm": {"mlp_dims": [32, 16]}})
         self.assertEqual((kwargs["protocol"].name, kwargs["protocol"].params["N"],
                           kwargs["protocol"].params["K"]), ("item_frequency", 150, 5))
+        def protocol_of(*extra):
+            return cli.pipeline_arguments(cli.parser().parse_args(
+                ["compile", "--data-root", "d", "--pipeline-root", "r", "--image", "i",
+                 "--output", "x.json", "--backbone", "mmoe", *extra]))["protocol"]
+        # A split by file reads the data set's file_field: douban names it, ml-1m does not.
+        files = '--set=protocol.files={"*_train.csv": "train", "*_test.csv": "test"}'
+        split = protocol_of("--dataset", "douban", "--set", "protocol.assign=files", files)
+        self.assertEqual(split.input_features()["source_file"][:10], "file_field")
+        with self.assertRaisesRegex(ValueError, r"protocol per_domain reads the example feature "
+                                    r"'source_file' \(file_field, for assign=files"):
+            protocol_of("--dataset", "ml-1m", "--protocol", "per_domain",
+                        "--set", "protocol.domain_field=gender", "--set", "protocol.assign=files",
+                        files)
+        with self.assertRaisesRegex(ValueError, r"reads the example feature 'domain' "
+                                    r"\(domain_field\), which ml-1m's examples do not have"):
+            protocol_of("--dataset", "ml-1m", "--protocol", "per_domain")
         with self.assertRaisesRegex(ValueError, r"--set dcn.nope=1: dcn: unknown options"):
             cli.pipeline_arguments(cli.parser().parse_args(
                 ["compile", "--data-root", "d", "--pipeline-root", "r", "--image", "i",

@@ -95,6 +95,10 @@ class ConfigTest(tf.test.TestCase):
             ({"fields": base["fields"] + [{"name": "x", "type": "float"}]}, "type 'float'"),
             ({"side_info": ["user_id"]}, "'user_id' is not a field with role item"),
             ({"joins": [{"files": ["a.csv"], "key": "item"}]}, "a join needs `key`"),
+            ({"file_field": "item_id"}, "file_field 'item_id' is already a feature's name"),
+            ({"file_field": "hist_file"}, "file_field 'hist_file' is already a feature's name"),
+            ({"file_field": ""}, "`file_field` must name a feature, not be empty"),
+            ({"file_field": ["f"]}, "`file_field` must be a string"),
         ]
         for change, message in cases:
             with self.assertRaisesRegex(log_config.ConfigError, message):
@@ -236,6 +240,29 @@ class ReaderTest(tf.test.TestCase):
                                     r"reads column 'itm', which no input has; columns: "
                                     r"\['clicked', 'item', 'ts', 'user'\]"):
             log_reader.resolve(log_config.from_dict(raw), csv_dir)
+
+    def test_file_field_names_each_rows_file(self):
+        folder = self.create_tempdir().full_path
+        write(folder, "a_train.csv", "user,item,ts,clicked\nu1,i1,5,1\nu2,i2,6,0\n")
+        os.makedirs(os.path.join(folder, "more"))
+        write(os.path.join(folder, "more"), "b_test.csv", "user,item,ts,clicked\nu1,i2,7,1\n")
+        raw = {"name": "own", "log": {"files": ["*.csv", "more/*.csv"]},
+               "label": {"column": "clicked", "positive": ["1"], "negative": ["0"]},
+               "fields": [{"name": "user_id", "column": "user"}, {"name": "item_id", "column": "item"},
+                          {"name": "timestamp", "column": "ts", "type": "timestamp",
+                           "range": [0, 10]}],
+               "file_field": "source_file"}
+        examples, bad, _ = ingest(log_config.from_dict(raw), folder,
+                                  self.create_tempdir().full_path)
+        self.assertEqual(bad, [])
+        self.assertEqual(sorted((e["user_id"][0], e["item_id"][0], e["source_file"][0])
+                                for e in examples),
+                         [("u1", "i1", "a_train.csv"), ("u1", "i2", "b_test.csv"),
+                          ("u2", "i2", "a_train.csv")])
+        without = ingest(log_config.from_dict({k: v for k, v in raw.items() if k != "file_field"}),
+                         folder, self.create_tempdir().full_path)[0]
+        self.assertEqual([sorted(e) for e in without], [["item_id", "label", "timestamp",
+                                                         "user_id"]] * 3)
 
     def test_generic_csv_parquet_and_tfrecord_give_the_same_examples(self):
         import pyarrow as pa  # pylint: disable=import-outside-toplevel

@@ -1,19 +1,23 @@
 """On the real ML-1M slice: the split reproduces the reference counts (shared/datasets/README.md),
 and a ratings file with a handful of broken lines is read with exactly those lines quarantined.
-On douban: its exact duplicate rows are counted and kept (`dedupe: false`)."""
+On douban: its exact duplicate rows are counted and kept (`dedupe: false`), and substitute (a)
+(`schemas/douban/book_music.yaml`) splits by the shipped files, with their row counts."""
 import collections
 import glob
 import gzip
+import json
 import os
 import shutil
 import unittest
 
+import apache_beam as beam
 import tensorflow as tf
 
 from components import example_gen, log_config, log_reader
 from components.item_split import item_group, split_log
 import schemas
 from tests.test_ingest import ingest
+from trainer import protocols
 
 ML1M = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
                     "ml-1m-users1-2999")
@@ -64,7 +68,7 @@ class ReferenceCountsTest(tf.test.TestCase):
 
 
 @unittest.skipUnless(os.path.isdir(DOUBAN), f"real data not found at {DOUBAN} (../shared/datasets)")
-class DoubanDuplicatesTest(tf.test.TestCase):
+class DoubanTest(tf.test.TestCase):
 
     def test_exact_duplicate_rows_are_counted_and_kept(self):
         config = log_config.load(schemas.config_path("douban"))
@@ -81,3 +85,20 @@ class DoubanDuplicatesTest(tf.test.TestCase):
                                keep_examples=False)
         self.assertEqual((bad, stats["rows"], stats["examples"], stats["duplicate_rows"],
                           stats["dropped_duplicates"]), ([], 325848, 325848, 2973, 0))
+
+    def test_book_music_config_splits_by_the_shipped_files(self):
+        # Row counts of the files (diff_msr.md 2.3's table): every example goes to its file's split.
+        config = log_reader.resolve(log_config.load(
+            os.path.join(os.path.dirname(schemas.__file__), "douban", "book_music.yaml")), DOUBAN)
+        protocol = protocols.build("per_domain", **config.protocol["per_domain"])
+        out = os.path.join(self.create_tempdir().full_path, "stats")
+        with beam.Pipeline() as p:
+            examples, _, _ = p | log_reader.ReadClickLog(config, DOUBAN)  # pylint: disable=no-value-for-parameter
+            _, stats = examples | protocol.beam_split()
+            _ = stats | beam.io.WriteToText(out, shard_name_template="")
+        with open(out) as f:
+            stats = json.loads(f.read())
+        self.assertEqual(stats["domains"], {
+            "0": {"train": 2498, "validation": 312, "test": 313},
+            "1": {"train": 76832, "validation": 9604, "test": 9605}})
+        self.assertEqual(stats["domains_without_rows"], {"train": [], "validation": [], "test": []})

@@ -81,6 +81,11 @@ class Protocol:
     def check(cls, params: Dict[str, Any]) -> None:
         """Checks across parameters (`params`: all of them); raises ValueError in one line."""
 
+    def input_features(self) -> Dict[str, str]:
+        """{example feature: why} for the features the split reads beyond user_id, item_id,
+        timestamp and label, which every data set has; the run checks them before any work."""
+        return {}
+
     def stages(self) -> List[Stage]:
         raise NotImplementedError
 

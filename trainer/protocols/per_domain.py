@@ -3,8 +3,9 @@ diff_msr.md 2.1, 2.3 and 13).
 
 Every row names its domain in `domain_field`. Splits `train` / `validation` / `test`:
 - `assign: files`: the log's own files decide. `files` maps file-name patterns (fnmatch, first
-  match wins) to a split; the row's file name is read from `file_field`. A row whose file matches
-  no pattern stops the run with its file name. Douban ships train/val/test files per domain
+  match wins) to a split; the row's file name is read from `file_field`, which the data set's
+  config must name (`file_field: source_file` in dataset.yaml; the run checks it before any
+  work). A row whose file matches no pattern stops the run with its file name. Douban ships train/val/test files per domain
   (its movie train file is missing: spec 2.3 (b) maps movie_val to train and movie_test to test,
   which leaves movie without validation rows; the statistics list such holes).
 - `assign: random`: per domain, rows ordered by a seeded hash of (domain, user, item, timestamp,
@@ -105,6 +106,13 @@ class PerDomain(Protocol):
             wrong = sorted(set(p["files"].values()) - set(SPLITS))
             if wrong:
                 raise ValueError(f"files map to unknown splits {wrong}; known: {list(SPLITS)}")
+
+    def input_features(self) -> Dict[str, str]:
+        p = self.params
+        out = {p["domain_field"]: "domain_field"}
+        if p["assign"] == "files":  # the data set's `file_field` (components/log_config.py)
+            out[p["file_field"]] = "file_field, for assign=files: set `file_field` in the config"
+        return out
 
     def slice_name(self, value: str) -> str:
         return self.params["domain_names"].get(value, value)
