@@ -19,7 +19,7 @@ a key, and a list of fields. Every built-in data set is such a config
     split: {N: 200, K: 20}
     history: {length: 50, unit: day}     # optional: user-history features (hist_*)
     dedupe: true                         # drop (true) or keep (false) exact duplicate log rows
-    file_field: source_file              # optional: each example names its log file (not a model feature)
+    file_field: source_file              # optional: the row's file, as a feature (not a model's)
 
 `user_id`, `item_id` and `timestamp` are required field names. Every key is checked when the
 config is read: booleans must be true/false, enumerated keys one of their values, names and
