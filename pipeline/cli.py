@@ -229,14 +229,14 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
             params[name] = getattr(args, name)
     params.update(method_options.pop("protocol", {}))
     protocol = protocols.build(protocol_name, **params)
+    for name in method_names:
+        check_protocol(name, methods.method_class(name), protocol_name)
     have = {f.name for f in config.fields} | ({config.file_field} if config.file_field else set())
     for feature, why in protocol.input_features().items():
         if feature not in have:
             raise ValueError(f"protocol {protocol_name} reads the example feature {feature!r} "
                              f"({why}), which {config.name}'s examples do not have; features: "
                              f"{sorted(have)}")
-    for name in method_names:
-        check_protocol(name, methods.method_class(name), protocol_name)
     for flag, value, low in (("--runs", args.runs, 1), ("--batch-size", args.batch_size, 1),
                              ("--pretrain-epochs", args.pretrain_epochs, 1),
                              ("--tfma-seeds", args.tfma_seeds, 0),

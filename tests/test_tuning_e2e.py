@@ -172,15 +172,16 @@ class TuningCompileTest(tf.test.TestCase):
 
     def test_leave_last_out_and_per_domain_tune_on_their_tuning_views(self):
         root = self.create_tempdir().full_path
-        for protocol, method, space in (
-                ("leave_last_out", "dmr", "{w: {type: choice, values: [0.1, 0.5]}}"),
-                ("per_domain", "single", "{lr_single: {type: float, min: 0.0001, max: 0.01}}")):
+        for protocol, dataset, method, space in (
+                ("leave_last_out", "ml-1m", "dmr", "{w: {type: choice, values: [0.1, 0.5]}}"),
+                ("per_domain", "douban", "single",
+                 "{lr_single: {type: float, min: 0.0001, max: 0.01}}")):
             path = os.path.join(root, f"{protocol}.yaml")
             out = os.path.join(root, f"{protocol}.json")
             with open(path, "w") as f:
                 f.write(f"{method}: {space}\n")
             self.assertEqual(cli.main([
-                "compile", "--dataset", "ml-1m", "--protocol", protocol, "--methods",
+                "compile", "--dataset", dataset, "--protocol", protocol, "--methods",
                 f"base,{method}", "--tune", method, "--trials", "2", "--search-space", path,
                 "--schema-file", "gs://b/schema.pbtxt", "--data-root", "gs://b/ml-1m",
                 "--pipeline-root", "gs://b/runs", "--image", "img:1", "--output", out]), 0)
