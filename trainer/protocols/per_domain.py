@@ -5,9 +5,10 @@ Every row names its domain in `domain_field`. Splits `train` / `validation` / `t
 - `assign: files`: the log's own files decide. `files` maps file-name patterns (fnmatch, first
   match wins) to a split; the row's file name is read from `file_field`, which the data set's
   config must name (`file_field: source_file` in dataset.yaml; the run checks it before any
-  work). A row whose file matches no pattern stops the run with its file name. Douban ships train/val/test files per domain
-  (its movie train file is missing: spec 2.3 (b) maps movie_val to train and movie_test to test,
-  which leaves movie without validation rows; the statistics list such holes).
+  work). A row whose file matches no pattern stops the run with its file name. Douban ships
+  train/val/test files per domain (its movie train file is missing: spec 2.3 (b) maps movie_val
+  to train and movie_test to test, which leaves movie without validation rows; the statistics
+  list such holes).
 - `assign: random`: per domain, rows ordered by a seeded hash of (domain, user, item, timestamp,
   label): the first floor(train_fraction * n) are train, the next floor(validation_fraction * n)
   validation, the rest test. 8:1:1 with floors reproduces the shipped Douban files' sizes
