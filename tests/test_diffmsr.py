@@ -244,6 +244,37 @@ class SelectionTest(tf.test.TestCase):
         self.assertAllEqual(t, [30, -1, -1, 40, 49, -1])
 
 
+class EarlyStoppedTest(tf.test.TestCase):
+    """`early_stopped` on one variable that each epoch raises by 1, scored -(v - target)^2."""
+
+    def run_to(self, target, score_start, patience=2):
+        v = tf.Variable(0.0)
+
+        def epoch(_):
+            v.assign_add(1.0)
+            return 0.0
+
+        found = diffmsr.early_stopped(epoch, lambda: -(float(v.numpy()) - target) ** 2, [v],
+                                      max_epochs=10, patience=patience, score_start=score_start)
+        return float(v.numpy()), found
+
+    def test_the_start_is_a_candidate_only_when_scored(self):
+        v, found = self.run_to(0.0, score_start=True)
+        self.assertEqual(v, 0.0)  # no epoch beat the start: restored to it
+        self.assertEqual(found["score"], [0.0, -1.0, -4.0])
+        self.assertEqual((found["best"], len(found["train"])), (0, 2))
+        v, found = self.run_to(0.0, score_start=False)
+        self.assertEqual(v, 1.0)  # the first epoch is the best there is
+        self.assertEqual(found["score"], [-1.0, -4.0, -9.0])
+        self.assertEqual(found["best"], 0)
+
+    def test_a_later_epoch_still_wins(self):
+        v, found = self.run_to(3.0, score_start=True)
+        self.assertEqual(v, 3.0)
+        self.assertEqual(found["score"], [-9.0, -4.0, -1.0, 0.0, -1.0, -4.0])
+        self.assertEqual(found["best"], 3)
+
+
 class MultiScenarioTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.named_parameters(*[(n, n) for n in MULTI])
@@ -370,6 +401,37 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         b, _, _ = self.run_method("diffmsr", "fnn_md", **TINY)
         for va, vb in zip(a.variables, b.variables):
             self.assertAllEqual(va, vb, msg=va.name)
+
+    def test_keep_pretrained_falls_back_when_fine_tuning_hurts_validation(self):
+        """The cold domain's validation labels are the opposite of its train rule, so every
+        fine-tuning epoch raises the validation log-loss: with `keep_pretrained` the pretrained
+        head is kept bit-identical (kept_epoch 0); without it the first epoch lands."""
+        flipped = dict(SPLITS["validation"])
+        cold = flipped["domain"] == COLD
+        flipped[features.LABEL] = np.where(cold, 1 - flipped[features.LABEL], flipped[features.LABEL])
+        splits = {**SPLITS, "validation": flipped}
+        ctx = ProtocolContext(protocols.build("per_domain", cold_domains=["music"]),
+                              load=lambda split: splits[split])
+        stage = dataclasses.replace(ctx.stages[1], adapt_where=("domain", (COLD,)))
+        found = {}
+        for keep in (True, False):
+            model = build("fnn_md")
+            pretrain(model)
+            model.specialise()
+            before = snapshot(model.variables)
+            method = methods.build("finetune", keep_pretrained=keep, patience=2)
+            method.warm_up(model, stage, ctx, protocol.TrainConfig())
+            found[keep] = method.report_diagnostics()["domains"][str(COLD)]
+            if keep:
+                for var, value in zip(model.variables, before):
+                    self.assertAllEqual(var, value, msg=var.name)
+            else:
+                assert_only_cold_changed(self, model, before)
+        self.assertEqual(found[True]["kept_epoch"], 0)
+        self.assertEqual(found[False]["kept_epoch"], 1)
+        # the same epochs, scored once more at the start with the option
+        self.assertAllClose(found[True]["val_log_loss"][1:], found[False]["val_log_loss"][:2])
+        self.assertLen(found[False]["val_log_loss"], 3)
 
     def test_single_trains_a_fresh_model_on_the_cold_domain(self):
         model, before, _ = self.run_method("single", "mmoe", max_epochs=3)

@@ -15,7 +15,7 @@ runs from the largest down to 0 inside one `tf.while_loop`, and a sample moves o
 own start time is >= the current t.
 """
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -335,18 +335,24 @@ class Diffusion:
 
 
 def early_stopped(epoch: Callable[[int], float], score: Optional[Callable[[], float]],
-                  keep: Sequence[tf.Variable], max_epochs: int, patience: int) -> Dict[str, list]:
+                  keep: Sequence[tf.Variable], max_epochs: int, patience: int,
+                  score_start: bool = False) -> Dict[str, Any]:
     """Runs `epoch(e)` (returns its mean training loss) until `score()` (higher is better) has
     not improved for `patience` epochs, then restores `keep` to their values at the best score.
-    Without `score`: every epoch, nothing restored. Returns {"train": losses, "score": scores}."""
+    With `score_start`, the values before the first epoch are scored first and are a candidate
+    too. Without `score`: every epoch, nothing restored. Returns {"train": losses, "score":
+    scores, "best": the index of the kept score in `score`, or None}."""
     best = BestWeights(keep, patience)
+    if score is not None and score_start:
+        best.update(score())
     losses = []
     for e in range(max_epochs):
         losses.append(epoch(e))
         if score is not None and best.update(score()):
             break
     best.restore()
-    return {"train": losses, "score": best.scores}
+    return {"train": losses, "score": best.scores,
+            "best": best.best_index if best.scores else None}
 
 
 def _split_rows(n: int, batch_size: int, rng: np.random.Generator) -> List[np.ndarray]:

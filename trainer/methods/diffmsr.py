@@ -36,6 +36,11 @@ Paper/code discrepancies (spec 11) and decisions (spec 12), each an option:
 - 12.10: early stopping on validation AUC (classifier, `single`), summed loss (diffusion),
   log-loss (fine-tuning), as the code.
 - 12.11: the heads train in training mode (BatchNorm statistics of the cold head update).
+- `keep_pretrained` (finetune, diff, diffmsr; not in the spec): False (the code: the best of the
+  fine-tuning epochs is kept, so at least one epoch always lands) or True (the pretrained model is
+  scored first and kept when no epoch beats its validation log-loss, i.e. fine-tuning may fall
+  back to `mix`). Per cold domain, the report's diagnostics give `kept_epoch` (0: the
+  pretrained model) and `val_log_loss` per scored epoch.
 - Cost (spec 7, cost note): with `pool_size` 0 every step draws its pure generations anew (the
   code); `pool_size` N > 0 generates N once every `pool_every` epochs (0: once) and each step
   samples from that pool.
@@ -113,7 +118,9 @@ class DomainMethod(ColdStartMethod):
 
     def fine_tune(self, model, d: int, batches: Callable[[int], list], val, phase: str):
         """Trains d's trainable domain variables on `batches(epoch)` = [(pairs, labels)] with BCE
-        of `domain_logit(., d, training=True)`; early stopping on -log-loss."""
+        of `domain_logit(., d, training=True)`; early stopping on -log-loss, the pretrained
+        values a candidate with `keep_pretrained`. Records d's `kept_epoch` and `val_log_loss`
+        in `self.diagnostics`."""
         own = model.domain_variables(d)
         trainable = [v for v in own if v.trainable]
         optimizer = TorchAdam(trainable, self.options["lr_finetune"], weight_decay=0.0)
@@ -136,16 +143,30 @@ class DomainMethod(ColdStartMethod):
                 count[0] += 1
             return float(np.mean(losses))
 
-        return early_stopped(epoch, self.log_loss_score(model, d, val), own,
-                             self.options["max_epochs"], self.options["patience"])["score"]
+        start = self.options["keep_pretrained"]
+        found = early_stopped(epoch, self.log_loss_score(model, d, val), own,
+                              self.options["max_epochs"], self.options["patience"], start)
+        log = self.diagnostics.setdefault(d, {})
+        log["val_log_loss"] = [-s for s in found["score"]]
+        # epochs count from 1; 0 is the pretrained model; no validation rows: the last epoch
+        log["kept_epoch"] = len(found["train"]) if found["best"] is None \
+            else found["best"] + (not start)
+
+    def report_diagnostics(self):
+        """Per cold domain: the fine-tune's kept epoch and validation log-losses (diffmsr and
+        diff add rich rows seen and judged cold, and the fraction of x0_hat clipped)."""
+        found = getattr(self, "diagnostics", None)  # set by warm_up
+        return {"domains": {str(d): v for d, v in found.items()}} if found else {}
 
 
 class FineTune(DomainMethod):
     """`finetune`: d's own parameters on d's true train rows (batches of `batch_size`)."""
     name = "finetune"
+    defaults = {**DomainMethod.defaults, "keep_pretrained": False}
 
     def warm_up(self, model, stage, context, config):
         model.specialise()
+        self.diagnostics = {}
         cold = context.adaptation_data(stage)
         for d in self.cold_domains(model, stage, context):
             rows = rows_where(cold, np.asarray(cold[model.domain_field]) == d)
@@ -219,7 +240,7 @@ class DiffMSR(DomainMethod):
         "diffusion_patience": 5, "classifier_patience": 10, "noise_steps": 70,
         "t_lo": -1, "t_hi": -1, "mix": "paper", "gen_ratio": 1.0 / 3.0, "code_pure": 512,
         "rich_chunk": 5120, "steps_per_epoch": 0, "pool_size": 0, "pool_every": 1,
-        "jit_compile": False,
+        "jit_compile": False, "keep_pretrained": False,
     }
     # Tuned (issue 17): the true : generated mix and the fine-tuning rate.
     search_space = {"gen_ratio": {"type": "float", "min": 0.1, "max": 1.0},
@@ -356,17 +377,12 @@ class DiffMSR(DomainMethod):
             batches = self.mixed_batches(model, classifier, generators, z_true, y_true, z_rich,
                                          y_rich, d)
             self.fine_tune(model, d, batches, val, f"{self.name} on domain {d}")
-            self.diagnostics[d] = {
-                "rich_seen": sum(n for _, n in self.selected),
-                "rich_judged_cold": sum(c for c, _ in self.selected),
-                "clipped_fraction": float(np.mean(self.clipped)) if self.clipped else 0.0}
+            self.diagnostics[d].update(
+                rich_seen=sum(n for _, n in self.selected),
+                rich_judged_cold=sum(c for c, _ in self.selected),
+                clipped_fraction=float(np.mean(self.clipped)) if self.clipped else 0.0)
             print(f"{self.name} domain {d}: {self.diagnostics[d]}", file=sys.stderr, flush=True)
             self.clipped, self.selected = [], []
-
-    def report_diagnostics(self):
-        """Per cold domain: rich rows seen and judged cold, fraction of x0_hat clipped."""
-        found = getattr(self, "diagnostics", None)  # set by warm_up
-        return {"domains": {str(d): v for d, v in found.items()}} if found else {}
 
     def mixed_batches(self, model, classifier, generators, z_true, y_true, z_rich, y_rich, d):
         """batches(epoch) yields one step per rich chunk: (translated + true + pure, labels)."""
