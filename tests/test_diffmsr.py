@@ -433,6 +433,38 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(found[True]["val_log_loss"][1:], found[False]["val_log_loss"][:2])
         self.assertLen(found[False]["val_log_loss"], 3)
 
+    def test_stop_on_auc_keeps_the_epoch_of_best_validation_auc(self):
+        """stop_on=auc: the kept head's AUC on the cold validation rows, counted here pair by
+        pair, is the best of the scored epochs, and the kept epoch is that one."""
+        model, _, method = self.run_method("finetune", "fnn_md", stop_on="auc", max_epochs=6,
+                                           patience=6)
+        found = method.report_diagnostics()["domains"][str(COLD)]
+        val = SPLITS["validation"]
+        rows = {k: v[val["domain"] == COLD] for k, v in val.items()}
+        logits = model.domain_logit(tf.constant(method.pairs(model, rows)), COLD,
+                                    training=False).numpy()
+        pos, neg = logits[rows[features.LABEL] == 1], logits[rows[features.LABEL] == 0]
+        counted = (np.sum(pos[:, None] > neg[None, :])
+                   + 0.5 * np.sum(pos[:, None] == neg[None, :])) / (len(pos) * len(neg))
+        self.assertLen(found["val_auc"], 6)
+        self.assertNotIn("val_log_loss", found)
+        self.assertAlmostEqual(counted, max(found["val_auc"]), places=6)
+        self.assertEqual(found["kept_epoch"], int(np.argmax(found["val_auc"])) + 1)
+
+    def test_stop_on_auc_needs_both_labels_in_validation(self):
+        one_label = dict(SPLITS["validation"])
+        one_label[features.LABEL] = np.where(one_label["domain"] == COLD, 0,
+                                             one_label[features.LABEL])
+        splits = {**SPLITS, "validation": one_label}
+        ctx = ProtocolContext(protocols.build("per_domain", cold_domains=["music"]),
+                              load=lambda split: splits[split])
+        stage = dataclasses.replace(ctx.stages[1], adapt_where=("domain", (COLD,)))
+        model = build("fnn_md")
+        with self.assertRaisesRegex(ValueError, "finetune: stop_on=auc, but domain 2's "
+                                                "validation rows hold one label only"):
+            methods.build("finetune", stop_on="auc").warm_up(model, stage, ctx,
+                                                             protocol.TrainConfig())
+
     def test_single_trains_a_fresh_model_on_the_cold_domain(self):
         model, before, _ = self.run_method("single", "mmoe", max_epochs=3)
         self.assertTrue(all(not np.array_equal(var.numpy(), value)  # replaced, not fine-tuned

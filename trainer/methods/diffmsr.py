@@ -40,7 +40,10 @@ Paper/code discrepancies (spec 11) and decisions (spec 12), each an option:
   fine-tuning epochs is kept, so at least one epoch always lands) or True (the pretrained model is
   scored first and kept when no epoch beats its validation log-loss, i.e. fine-tuning may fall
   back to `mix`). Per cold domain, the report's diagnostics give `kept_epoch` (0: the
-  pretrained model) and `val_log_loss` per scored epoch.
+  pretrained model) and the validation score per scored epoch.
+- `stop_on` (finetune, diff, diffmsr; not in the spec): "log_loss" (the code, 12.10) or "auc":
+  the fine-tune's early stopping on d's validation AUC (`val_log_loss` or `val_auc` in the
+  diagnostics).
 - Cost (spec 7, cost note): with `pool_size` 0 every step draws its pure generations anew (the
   code); `pool_size` N > 0 generates N once every `pool_every` epochs (0: once) and each step
   samples from that pool.
@@ -104,23 +107,30 @@ class DomainMethod(ColdStartMethod):
         val = rows_where(val, np.asarray(val[model.domain_field]) == d)
         return val if len(val[features.LABEL]) else None
 
-    def log_loss_score(self, model, d, val: Optional[Arrays]):
-        """-(validation log-loss of domain d's head), for early stopping (spec 7.7)."""
+    def validation_score(self, model, d, val: Optional[Arrays]):
+        """For early stopping: -(validation log-loss of domain d's head) (spec 7.7), or its
+        validation AUC with `stop_on` "auc"."""
         if val is None:
             return None
         pairs = tf.constant(self.pairs(model, val))
         labels = val[features.LABEL]
+        by_auc = self.options["stop_on"] == "auc"
+        if by_auc and len(np.unique(labels)) < 2:
+            raise ValueError(f"{self.name}: stop_on=auc, but domain {d}'s validation rows hold "
+                             f"one label only ({len(labels)} rows)")
 
         def score():
             logits = model.domain_logit(pairs, d, training=False)
+            if by_auc:
+                return metrics.auc(labels, logits.numpy())
             return -float(protocol.bce_from_logits(labels, logits))
         return score
 
     def fine_tune(self, model, d: int, batches: Callable[[int], list], val, phase: str):
         """Trains d's trainable domain variables on `batches(epoch)` = [(pairs, labels)] with BCE
-        of `domain_logit(., d, training=True)`; early stopping on -log-loss, the pretrained
-        values a candidate with `keep_pretrained`. Records d's `kept_epoch` and `val_log_loss`
-        in `self.diagnostics`."""
+        of `domain_logit(., d, training=True)`; early stopping on `validation_score`, the pretrained
+        values a candidate with `keep_pretrained`. Records d's `kept_epoch` and validation
+        scores in `self.diagnostics`."""
         own = model.domain_variables(d)
         trainable = [v for v in own if v.trainable]
         optimizer = TorchAdam(trainable, self.options["lr_finetune"], weight_decay=0.0)
@@ -144,16 +154,19 @@ class DomainMethod(ColdStartMethod):
             return float(np.mean(losses))
 
         start = self.options["keep_pretrained"]
-        found = early_stopped(epoch, self.log_loss_score(model, d, val), own,
+        found = early_stopped(epoch, self.validation_score(model, d, val), own,
                               self.options["max_epochs"], self.options["patience"], start)
         log = self.diagnostics.setdefault(d, {})
-        log["val_log_loss"] = [-s for s in found["score"]]
+        if self.options["stop_on"] == "auc":
+            log["val_auc"] = found["score"]
+        else:
+            log["val_log_loss"] = [-s for s in found["score"]]
         # epochs count from 1; 0 is the pretrained model; no validation rows: the last epoch
         log["kept_epoch"] = len(found["train"]) if found["best"] is None \
             else found["best"] + (not start)
 
     def report_diagnostics(self):
-        """Per cold domain: the fine-tune's kept epoch and validation log-losses (diffmsr and
+        """Per cold domain: the fine-tune's kept epoch and validation scores (diffmsr and
         diff add rich rows seen and judged cold, and the fraction of x0_hat clipped)."""
         found = getattr(self, "diagnostics", None)  # set by warm_up
         return {"domains": {str(d): v for d, v in found.items()}} if found else {}
@@ -162,7 +175,8 @@ class DomainMethod(ColdStartMethod):
 class FineTune(DomainMethod):
     """`finetune`: d's own parameters on d's true train rows (batches of `batch_size`)."""
     name = "finetune"
-    defaults = {**DomainMethod.defaults, "keep_pretrained": False}
+    defaults = {**DomainMethod.defaults, "keep_pretrained": False, "stop_on": "log_loss"}
+    choices = {"stop_on": ("log_loss", "auc")}
 
     def warm_up(self, model, stage, context, config):
         model.specialise()
@@ -240,13 +254,14 @@ class DiffMSR(DomainMethod):
         "diffusion_patience": 5, "classifier_patience": 10, "noise_steps": 70,
         "t_lo": -1, "t_hi": -1, "mix": "paper", "gen_ratio": 1.0 / 3.0, "code_pure": 512,
         "rich_chunk": 5120, "steps_per_epoch": 0, "pool_size": 0, "pool_every": 1,
-        "jit_compile": False, "keep_pretrained": False,
+        "jit_compile": False, "keep_pretrained": False, "stop_on": "log_loss",
     }
     # Tuned (issue 17): the true : generated mix and the fine-tuning rate.
     search_space = {"gen_ratio": {"type": "float", "min": 0.1, "max": 1.0},
                     "lr_finetune": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"}}
     choices = {"schedule": diffmsr.SCHEDULES, "diffusion_loss": diffmsr.LOSSES,
-               "reverse_variance": diffmsr.VARIANCES, "mix": ("paper", "code")}
+               "reverse_variance": diffmsr.VARIANCES, "mix": ("paper", "code"),
+               "stop_on": ("log_loss", "auc")}
     bounds = {**DomainMethod.bounds, "T": (2, None), "unet_dim": (4, None),
               "lr_diffusion": (0.0, None), "lr_classifier": (0.0, None),
               "diffusion_batch": (1, None), "classifier_batch": (1, None),
