@@ -38,12 +38,13 @@ def rows(n, seed, cold_share=0.2):
 SPLITS = {"train": rows(400, 0), "validation": rows(120, 1), "test": rows(150, 2)}
 
 
-def context():
-    """The per_domain context on hand-built transformed arrays. The protocol names cold domains
-    by their raw value; the transformed data holds vocabulary indices, so the stage here filters
-    by the index (what the pipeline's mapping gives)."""
+def context(splits=None):
+    """The per_domain context on hand-built transformed arrays (`splits`, default SPLITS). The
+    protocol names cold domains by their raw value; the transformed data holds vocabulary
+    indices, so the stage here filters by the index (what the pipeline's mapping gives)."""
+    splits = splits or SPLITS
     built = protocols.build("per_domain", cold_domains=["music"])
-    ctx = ProtocolContext(built, load=lambda split: SPLITS[split])
+    ctx = ProtocolContext(built, load=lambda split: splits[split])
     stage = dataclasses.replace(ctx.stages[1], adapt_where=("domain", (COLD,)))
     return ctx, stage
 
@@ -409,10 +410,7 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         flipped = dict(SPLITS["validation"])
         cold = flipped["domain"] == COLD
         flipped[features.LABEL] = np.where(cold, 1 - flipped[features.LABEL], flipped[features.LABEL])
-        splits = {**SPLITS, "validation": flipped}
-        ctx = ProtocolContext(protocols.build("per_domain", cold_domains=["music"]),
-                              load=lambda split: splits[split])
-        stage = dataclasses.replace(ctx.stages[1], adapt_where=("domain", (COLD,)))
+        ctx, stage = context({**SPLITS, "validation": flipped})
         found = {}
         for keep in (True, False):
             model = build("fnn_md")
@@ -455,10 +453,7 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         one_label = dict(SPLITS["validation"])
         one_label[features.LABEL] = np.where(one_label["domain"] == COLD, 0,
                                              one_label[features.LABEL])
-        splits = {**SPLITS, "validation": one_label}
-        ctx = ProtocolContext(protocols.build("per_domain", cold_domains=["music"]),
-                              load=lambda split: splits[split])
-        stage = dataclasses.replace(ctx.stages[1], adapt_where=("domain", (COLD,)))
+        ctx, stage = context({**SPLITS, "validation": one_label})
         model = build("fnn_md")
         with self.assertRaisesRegex(ValueError, "finetune: stop_on=auc, but domain 2's "
                                                 "validation rows hold one label only"):
