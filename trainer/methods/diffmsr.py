@@ -63,6 +63,11 @@ from trainer.optim import TorchAdam
 Arrays = Dict[str, np.ndarray]
 
 
+# The fine-tune's options (finetune, diff, diffmsr; module docstring), with their choices.
+FINE_TUNE_DEFAULTS = {"keep_pretrained": False, "stop_on": "log_loss"}
+FINE_TUNE_CHOICES = {"stop_on": ("log_loss", "auc")}
+
+
 def rows_where(arrays: Arrays, keep: np.ndarray) -> Arrays:
     return {k: v[keep] for k, v in arrays.items()}
 
@@ -175,8 +180,8 @@ class DomainMethod(ColdStartMethod):
 class FineTune(DomainMethod):
     """`finetune`: d's own parameters on d's true train rows (batches of `batch_size`)."""
     name = "finetune"
-    defaults = {**DomainMethod.defaults, "keep_pretrained": False, "stop_on": "log_loss"}
-    choices = {"stop_on": ("log_loss", "auc")}
+    defaults = {**DomainMethod.defaults, **FINE_TUNE_DEFAULTS}
+    choices = FINE_TUNE_CHOICES
 
     def warm_up(self, model, stage, context, config):
         model.specialise()
@@ -254,14 +259,14 @@ class DiffMSR(DomainMethod):
         "diffusion_patience": 5, "classifier_patience": 10, "noise_steps": 70,
         "t_lo": -1, "t_hi": -1, "mix": "paper", "gen_ratio": 1.0 / 3.0, "code_pure": 512,
         "rich_chunk": 5120, "steps_per_epoch": 0, "pool_size": 0, "pool_every": 1,
-        "jit_compile": False, "keep_pretrained": False, "stop_on": "log_loss",
+        "jit_compile": False, **FINE_TUNE_DEFAULTS,
     }
     # Tuned (issue 17): the true : generated mix and the fine-tuning rate.
     search_space = {"gen_ratio": {"type": "float", "min": 0.1, "max": 1.0},
                     "lr_finetune": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"}}
     choices = {"schedule": diffmsr.SCHEDULES, "diffusion_loss": diffmsr.LOSSES,
                "reverse_variance": diffmsr.VARIANCES, "mix": ("paper", "code"),
-               "stop_on": ("log_loss", "auc")}
+               **FINE_TUNE_CHOICES}
     bounds = {**DomainMethod.bounds, "T": (2, None), "unet_dim": (4, None),
               "lr_diffusion": (0.0, None), "lr_classifier": (0.0, None),
               "diffusion_batch": (1, None), "classifier_batch": (1, None),
