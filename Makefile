@@ -23,8 +23,12 @@ demo: setup
 	  --runs 2 --seed 0 $(DEMO_PRETRAIN) $(DEMO_SET) --output $(DEMO_OUT) --fresh
 	@echo "plot: $(DEMO_OUT)/auc_by_phase.png"
 
+# One pytest worker per core (pytest-xdist), each test file on one worker: much of the suite is
+# single-threaded Beam and Python, so two workers on these 2 cores halve its wall time.
+TEST_WORKERS ?= auto
+
 test: setup
-	$(PY) -m pytest tests -q -rs
+	$(PY) -m pytest tests -q -rs -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs

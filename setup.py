@@ -23,6 +23,6 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["pipeline*", "components*", "trainer*", "schemas*"]),
     package_data={"schemas": ["*/*.pbtxt", "*/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest"]},
+    extras_require={"dev": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["coldstart=pipeline.cli:main"]},
 )
