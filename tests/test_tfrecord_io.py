@@ -17,9 +17,9 @@ RECORDS = [b"", b"\x00\x01\xff\x00", tf.train.Example().SerializeToString(),
            bytes(range(256)) * 1200] + [f"row {i}".encode() for i in range(1000)]
 
 
-def write_with(write, prefix):
+def write_with(write, prefix, records=RECORDS):
     with test_pipeline.TestPipeline() as p:
-        _ = p | beam.Create(RECORDS) | write(prefix)
+        _ = p | beam.Create(records) | write(prefix)
     return sorted(glob.glob(prefix + "*"))
 
 
@@ -34,6 +34,34 @@ class TFRecordIOTest(tf.test.TestCase):
         self.assertEqual([os.path.basename(f) for f in beams], ["data-00000-of-00001.gz"])
         with gzip.open(ours[0]) as a, gzip.open(beams[0]) as b:
             self.assertEqual(a.read(), b.read())  # framing, lengths and CRCs included
+
+    def test_no_record_gives_one_empty_file_as_beam(self):
+        tmp = self.get_temp_dir()
+        ours = write_with(tfrecord_io.WriteGzipTFRecords, os.path.join(tmp, "ours", "data"), [])
+        beams = write_with(lambda prefix: beam.io.WriteToTFRecord(prefix, file_name_suffix=".gz"),
+                           os.path.join(tmp, "beam", "data"), [])
+        self.assertEqual([os.path.basename(f) for f in ours], [os.path.basename(f) for f in beams])
+        self.assertEqual(os.listdir(os.path.join(tmp, "ours")), ["data-00000-of-00001.gz"])
+        with gzip.open(ours[0]) as a:
+            self.assertEqual(a.read(), b"")
+
+    def test_finalize_names_the_reported_files_and_removes_the_rest(self):
+        tmp = self.get_temp_dir()
+        temp_dir = os.path.join(tmp, "out", "data-temp")
+        os.makedirs(temp_dir)
+        for name, records in (("b", [b"2", b"3"]), ("a", [b"1"]), ("retried", [b"x"])):
+            with tf.io.TFRecordWriter(os.path.join(temp_dir, name), "GZIP") as writer:
+                for record in records:
+                    writer.write(record)
+        names = tfrecord_io._finalize(  # pylint: disable=protected-access
+            [os.path.join(temp_dir, "b"), os.path.join(temp_dir, "a")],
+            os.path.join(tmp, "out", "data"), temp_dir)
+        self.assertEqual(sorted(os.listdir(os.path.join(tmp, "out"))),
+                         ["data-00000-of-00002.gz", "data-00001-of-00002.gz"])
+        self.assertEqual(names, [os.path.join(tmp, "out", n) for n in sorted(os.listdir(
+            os.path.join(tmp, "out")))])
+        self.assertEqual([list(tf.data.TFRecordDataset(n, "GZIP").as_numpy_iterator())
+                          for n in names], [[b"1"], [b"2", b"3"]])
 
     def test_beam_reads_what_we_write(self):
         files = write_with(tfrecord_io.WriteGzipTFRecords,
