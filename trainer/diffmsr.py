@@ -369,7 +369,11 @@ def fit_diffusion(diffusion: Diffusion, variables: Sequence[tf.Variable], z_trai
     optimizer = TorchAdam(variables, learning_rate, weight_decay=0.0)
     T = diffusion.schedule.T
 
-    @tf.function
+    # XLA makes training bit-reproducible. Without it, the gradient of a tensor with three or more
+    # consumers (the U-Net's time embedding feeds every block) is summed by an AddN whose CPU
+    # kernel accumulates into whichever input buffer is free at run time, so the order of the
+    # float additions followed the op schedule (tests/test_diffmsr.py, FitDiffusionTest).
+    @tf.function(jit_compile=True)
     def step(z0, t, eps):
         with tf.GradientTape() as tape:
             loss = diffusion.loss(z0, t, eps, training=True)
