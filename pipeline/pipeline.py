@@ -12,7 +12,7 @@ import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
-from components import example_gen as example_gen_lib, log_config, log_reader, tfma_check
+from components import example_gen as example_gen_lib, fast_read, log_config, log_reader, tfma_check
 from components.protocol_split import ProtocolSplitGen
 from components.report_component import ReportGen
 from components.validation import AnomalyGate
@@ -95,7 +95,7 @@ def transform_component(split_examples, schema, dataset: log_config.DatasetConfi
     `trainer.preprocessing`; `code`: the code version, in the cache key; `options` override
     TRANSFORM_OPTIONS (for tests and benchmarks/transform_variants.py)."""
     protocol = protocol or protocols.build("item_frequency", N=dataset.N, K=dataset.K)
-    return tfx.components.Transform(
+    return fast_read.Transform(
         examples=split_examples,
         schema=schema,
         preprocessing_fn="trainer.preprocessing.preprocessing_fn",
@@ -112,7 +112,7 @@ def transform_component(split_examples, schema, dataset: log_config.DatasetConfi
 
 def statistics_component(split_examples):
     """StatisticsGen of the six splits, with what the schema check (ExampleValidator) reads."""
-    return tfx.components.StatisticsGen(examples=split_examples, stats_options=STATS_OPTIONS)
+    return fast_read.StatisticsGen(examples=split_examples, stats_options=STATS_OPTIONS)
 
 
 def trainer_component(transform, schema, dataset: log_config.DatasetConfig,
