@@ -8,7 +8,7 @@ changes: the same records reach the same decoders (tests/test_fast_read.py).
 """
 import json
 import os
-from typing import List, Union
+from typing import List
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
@@ -29,20 +29,17 @@ class TFExampleRecord(tf_example_record.TFExampleRecord):
     """tfx_bsl's TFExampleRecord with its raw records read by ReadGzipTFRecords. Its files are
     listed when the read is built: gzipped TFRecords (`*.gz`, what TFX's Examples hold)."""
 
-    def __init__(self, file_pattern: Union[List[str], str], **kwargs):
-        super().__init__(file_pattern, **kwargs)
-        self._patterns = file_pattern if isinstance(file_pattern, list) else [file_pattern]
-
     def _RawRecordBeamSourceInternal(self):
-        files = sorted(path for pattern in self._patterns for path in tf.io.gfile.glob(pattern))
+        files = sorted(path for pattern in self._file_pattern
+                       for path in tf.io.gfile.glob(pattern))
         if not all(path.endswith(".gz") for path in files):
-            raise ValueError(f"expected gzipped TFRecord files (*.gz) under {self._patterns}, "
+            raise ValueError(f"expected gzipped TFRecord files (*.gz) under {self._file_pattern}, "
                              f"got {[p for p in files if not p.endswith('.gz')][:3]}")
         return tfrecord_io.ReadGzipTFRecords(files)  # pylint: disable=no-value-for-parameter
 
     def _ProjectImpl(self, tensor_names: List[str]) -> tfxio_lib.TFXIO:
         return TFExampleRecord(
-            self._patterns,
+            self._file_pattern,
             schema=tensor_representation_util.ProjectTensorRepresentationsInSchema(
                 self._schema, tensor_names),
             raw_record_column_name=self.raw_record_column_name,

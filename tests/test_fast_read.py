@@ -7,6 +7,8 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.components.statistics_gen import executor, stats_artifact_utils
+from tfx.types import artifact_utils, standard_artifacts
 from tfx_bsl.tfxio import tf_example_record
 
 from components import fast_read
@@ -101,14 +103,9 @@ class FastReadTest(tf.test.TestCase):
         self.assertIs(fast_read.with_cpp_reads(beam_record, pattern, SCHEMA), beam_record)
 
 
-if __name__ == "__main__":
-    tf.test.main()
-
-
 class StatisticsGenExecutorTest(tf.test.TestCase):
 
     def run_executor(self, executor_class, examples, name, **properties):
-        from tfx.types import standard_artifacts  # pylint: disable=import-outside-toplevel
         statistics = standard_artifacts.ExampleStatistics()
         statistics.uri = os.path.join(self.get_temp_dir(), name)
         executor_class().Do({"examples": [examples]}, {"statistics": [statistics]},
@@ -116,9 +113,6 @@ class StatisticsGenExecutorTest(tf.test.TestCase):
         return statistics
 
     def test_the_statistics_of_tfx_statistics_gen(self):
-        from tfx.components.statistics_gen import executor  # pylint: disable=import-outside-toplevel
-        from tfx.components.statistics_gen import stats_artifact_utils  # pylint: disable=import-outside-toplevel
-        from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=import-outside-toplevel
         examples = standard_artifacts.Examples()
         examples.uri = os.path.join(self.get_temp_dir(), "examples")
         examples.split_names = artifact_utils.encode_split_names(["a", "b"])
@@ -150,3 +144,7 @@ class StatisticsGenExecutorTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, r"does not support \['exclude_splits'\]"):
             self.run_executor(fast_read.StatisticsGenExecutor, None, "x",
                               exclude_splits='["a"]')
+
+
+if __name__ == "__main__":
+    tf.test.main()
