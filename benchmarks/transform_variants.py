@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 VARIANTS = {
-    "old": {"force_tf_compat_v1": False, "disable_analyzer_cache": False},  # before issue 12
+    "old": {"force_tf_compat_v1": False, "disable_analyzer_cache": False,
+            "stock_tfx": True},  # before issue 12: TFX's Transform, Beam record I/O
     "no_cache": {"force_tf_compat_v1": False, "disable_analyzer_cache": True},
     "compat_v1": {"force_tf_compat_v1": True, "disable_analyzer_cache": False},
     "compat_v1_no_cache": {"force_tf_compat_v1": True, "disable_analyzer_cache": True},

@@ -90,12 +90,14 @@ STATS_OPTIONS = tfdv.StatsOptions(desired_batch_size=8192, num_top_values=2,
 
 
 def transform_component(split_examples, schema, dataset: log_config.DatasetConfig,
-                        code: str = "", protocol: Optional[protocols.Protocol] = None, **options):
+                        code: str = "", protocol: Optional[protocols.Protocol] = None,
+                        stock_tfx: bool = False, **options):
     """Transform of the protocol's split examples (default: item phases) with
     `trainer.preprocessing`; `code`: the code version, in the cache key; `options` override
-    TRANSFORM_OPTIONS (for tests and benchmarks/transform_variants.py)."""
+    TRANSFORM_OPTIONS, and `stock_tfx` runs TFX's own Transform, without our record I/O (tests
+    and benchmarks/transform_variants.py compare with them)."""
     protocol = protocol or protocols.build("item_frequency", N=dataset.N, K=dataset.K)
-    return fast_read.Transform(
+    return (tfx.components.Transform if stock_tfx else fast_read.Transform)(
         examples=split_examples,
         schema=schema,
         preprocessing_fn="trainer.preprocessing.preprocessing_fn",

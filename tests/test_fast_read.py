@@ -1,4 +1,6 @@
-"""fast_read: the same record batches as tfx_bsl's TFExampleRecord, read by our C++ reader."""
+"""fast_read: the same record batches as tfx_bsl's TFExampleRecord, read by our C++ reader; the
+same statistics as TFX's StatisticsGen; the same transformed examples as TFX's Transform, which
+really reads through our reader."""
 import os
 
 import apache_beam as beam
@@ -6,9 +8,14 @@ from apache_beam.testing import test_pipeline
 import pyarrow as pa
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+import tensorflow_transform as tft
+from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.statistics_gen import executor, stats_artifact_utils
+from tfx.components.transform import executor as transform_executor
+from tfx.proto import transform_pb2
 from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
 from tfx_bsl.tfxio import tf_example_record
 
 from components import fast_read
@@ -115,28 +122,29 @@ class StatisticsGenExecutorTest(tf.test.TestCase):
     def test_the_statistics_of_tfx_statistics_gen(self):
         examples = standard_artifacts.Examples()
         examples.uri = os.path.join(self.get_temp_dir(), "examples")
-        examples.split_names = artifact_utils.encode_split_names(["a", "b"])
+        examples.split_names = artifact_utils.encode_split_names(["a", "b", "empty"])
         for split in ("a", "b"):
             write_files(os.path.join(examples.uri, f"Split-{split}"))
+        os.makedirs(os.path.join(examples.uri, "Split-empty"))
+        tf.io.TFRecordWriter(os.path.join(examples.uri, "Split-empty", "data.gz"), "GZIP").close()
         ours = self.run_executor(fast_read.StatisticsGenExecutor, examples, "ours")
         stock = self.run_executor(executor.Executor, examples, "stock")
         self.assertEqual(ours.split_names, stock.split_names)
-        for split in ("a", "b"):
-            got, expected = (stats_artifact_utils.load_statistics(a, split).proto().datasets[0]
+        for split in ("a", "b", "empty"):
+            got, expected = (stats_artifact_utils.load_statistics(a, split).proto()
                              for a in (ours, stock))
-            self.assertEqual(got.num_examples, 250)
-            self.assertEqual(expected.num_examples, 250)
-            features = {f.path.step[0]: f for f in got.features}
-            for feature in expected.features:
-                mine = features[feature.path.step[0]]
-                which = feature.WhichOneof("stats")
-                self.assertEqual(mine.WhichOneof("stats"), which)
-                common, common_expected = (getattr(f, which).common_stats
-                                           for f in (mine, feature))
-                self.assertEqual(common.num_non_missing, common_expected.num_non_missing)
-                self.assertEqual(common.min_num_values, common_expected.min_num_values)
-                self.assertEqual(common.max_num_values, common_expected.max_num_values)
-                self.assertEqual(common.tot_num_values, common_expected.tot_num_values)
+            self.assertLen(got.datasets, 1)
+            self.assertEqual(got.datasets[0].num_examples, 0 if split == "empty" else 250)
+            # Every figure, histograms and quantiles too; the standard deviations within 1e-12
+            # (the partial sums merge in another order: 1 ulp apart here).
+            for stats in (got, expected):
+                for feature in stats.datasets[0].features:
+                    if feature.HasField("num_stats"):
+                        feature.num_stats.std_dev = round(feature.num_stats.std_dev, 12)
+            self.assertEqual(got, expected, split)
+            if split == "empty":
+                continue
+            features = {f.path.step[0]: f for f in got.datasets[0].features}
             self.assertEqual(features["count"].num_stats.common_stats.num_non_missing, 200)
             self.assertEqual(features["count"].num_stats.max, 1)
 
@@ -144,6 +152,99 @@ class StatisticsGenExecutorTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, r"does not support \['exclude_splits'\]"):
             self.run_executor(fast_read.StatisticsGenExecutor, None, "x",
                               exclude_splits='["a"]')
+        examples = standard_artifacts.Examples()
+        examples.uri = os.path.join(self.get_temp_dir(), "examples")
+        examples.split_names = artifact_utils.encode_split_names(["a"])
+        write_files(os.path.join(examples.uri, "Split-a"))
+        statistics = standard_artifacts.ExampleStatistics()
+        statistics.uri = os.path.join(self.get_temp_dir(), "sampled")
+        with self.assertRaisesRegex(ValueError, "supports no sampling"):
+            fast_read.StatisticsGenExecutor().Do(
+                {"examples": [examples]}, {"statistics": [statistics]},
+                {"stats_options_json": tfdv.StatsOptions(sample_rate=0.5).to_json()})
+
+
+def preprocessing_fn(inputs):
+    """A vocabulary, a scaled value and the counts padded to 2 with -1 (executor test below);
+    the schema gives every feature as a SparseTensor."""
+    def dense(name, default, width=1):
+        sparse = tf.sparse.reset_shape(inputs[name], [inputs[name].dense_shape[0], width])
+        return tf.reshape(tf.sparse.to_dense(sparse, default_value=default), [-1, width])
+    return {"item_id": tft.compute_and_apply_vocabulary(tf.reshape(dense("item_id", ""), [-1]),
+                                                        num_oov_buckets=1, vocab_filename="item_id"),
+            "score": tft.scale_to_0_1(tf.reshape(dense("score", 0.0), [-1])),
+            "n": dense("count", -1, width=2)}
+
+
+def as_tuple(record):
+    """A serialized Example as ((feature, values), ...) by name (its map's order on the wire
+    varies)."""
+    feature = tf.train.Example.FromString(record).features.feature
+    return tuple((name, tuple(getattr(feature[name], feature[name].WhichOneof("kind")).value))
+                 for name in sorted(feature))
+
+
+class TransformExecutorTest(tf.test.TestCase):
+
+    def run_executor(self, executor_class, examples, name):
+        root = os.path.join(self.get_temp_dir(), name)
+        schema = standard_artifacts.Schema()
+        schema.uri = os.path.join(root, "schema")
+        os.makedirs(schema.uri)
+        with open(os.path.join(schema.uri, "schema.pbtxt"), "w") as f:
+            f.write(text_format.MessageToString(SCHEMA))
+        outputs = {key: [artifact] for key, artifact in (
+            ("transform_graph", standard_artifacts.TransformGraph()),
+            ("transformed_examples", standard_artifacts.Examples()))}
+        for key, (artifact,) in outputs.items():
+            artifact.uri = os.path.join(root, key)
+        splits = transform_pb2.SplitsConfig(analyze=["a"], transform=["a", "b"])
+        executor_class().Do(
+            {"examples": [examples], "schema": [schema]}, outputs,
+            {"preprocessing_fn": f"{__name__}.preprocessing_fn", "disable_statistics": 1,
+             "splits_config": proto_utils.proto_to_json(splits)})
+        transformed = outputs["transformed_examples"][0]
+        return {split: sorted(as_tuple(record.numpy()) for record in tf.data.TFRecordDataset(
+                    tf.io.gfile.glob(os.path.join(transformed.uri, f"Split-{split}", "*")),
+                    compression_type="GZIP"))
+                for split in ("a", "b")}, tft.TFTransformOutput(outputs["transform_graph"][0].uri)
+
+    def examples(self, suffix):
+        examples = standard_artifacts.Examples()
+        examples.uri = os.path.join(self.get_temp_dir(), "examples" + suffix)
+        examples.split_names = artifact_utils.encode_split_names(["a", "b"])
+        write_files(os.path.join(examples.uri, "Split-a"), suffix)
+        os.makedirs(os.path.join(examples.uri, "Split-b"))
+        with tf.io.TFRecordWriter(os.path.join(examples.uri, "Split-b", "data" + suffix),
+                                  "GZIP" if suffix == ".gz" else "") as writer:
+            for i in range(300, 320):
+                writer.write(example(i))
+        return examples
+
+    def test_the_output_of_tfx_transform(self):
+        examples = self.examples(".gz")
+        ours, our_output = self.run_executor(fast_read.TransformExecutor, examples, "ours")
+        stock, stock_output = self.run_executor(transform_executor.Executor, examples, "stock")
+        self.assertEqual([len(ours["a"]), len(ours["b"])], [250, 20])
+        self.assertEqual(ours, stock)  # the same examples, every value
+        self.assertEqual(our_output.vocabulary_by_name("item_id"),
+                         stock_output.vocabulary_by_name("item_id"))
+        self.assertLen(our_output.vocabulary_by_name("item_id"), 7)
+        self.assertEqual([name for name, _ in ours["b"][0]], ["item_id", "n", "score"])
+        # Split b holds 300..319: count range(i % 3) (none where 5 divides i) padded with -1,
+        # score above a's maximum.
+        counts = [tuple(range(i % 3)) if i % 5 else () for i in range(300, 320)]
+        self.assertCountEqual([values for (_, _), (_, values), (_, _) in ours["b"]],
+                              [c + (-1,) * (2 - len(c)) for c in counts])
+        self.assertTrue(all(score[0] > 1 for _, _, (_, score) in ours["b"]))
+        # TFX's executor module has its own TransformProcessor again after ours ran.
+        self.assertEqual(transform_executor.TransformProcessor.__module__, transform_executor.__name__)
+
+    def test_it_reads_through_our_reader(self):
+        # Only ReadGzipTFRecords refuses files that are not gzipped; Beam's reader reads them.
+        with self.assertRaisesRegex(ValueError, r"expected gzipped TFRecord files"):
+            self.run_executor(fast_read.TransformExecutor, self.examples(".tfrecord"), "plain")
+        self.assertEqual(transform_executor.TransformProcessor.__module__, transform_executor.__name__)
 
 
 if __name__ == "__main__":
