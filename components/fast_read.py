@@ -13,7 +13,6 @@ import os
 from typing import List
 
 import apache_beam as beam
-
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
@@ -61,10 +60,14 @@ def with_cpp_reads(tfxio: tfxio_lib.TFXIO, file_pattern, schema: schema_pb2.Sche
                            telemetry_descriptors=tfxio.telemetry_descriptors)
 
 
-class TransformProcessor(transform_executor.TransformProcessor):
+# TFX's own class, kept here: while our executor runs, its module's name points to ours.
+_TFX_PROCESSOR = transform_executor.TransformProcessor
+
+
+class TransformProcessor(_TFX_PROCESSOR):
     """TFX's TransformProcessor (what the Transform executor runs) with C++ record I/O: its TFXIO
     reads through ReadGzipTFRecords and the transformed examples are written by
-    WriteGzipTFRecords, with the names WriteToTFRecord gives them."""
+    WriteGzipTFRecords, with the names WriteToTFRecord gives them (Parquet output as TFX's)."""
 
     def _CreateTFXIO(self, dataset, schema):
         return with_cpp_reads(super()._CreateTFXIO(dataset, schema), dataset.file_pattern, schema)
@@ -73,12 +76,11 @@ class TransformProcessor(transform_executor.TransformProcessor):
     @beam.ptransform_fn
     def _EncodeAndWrite(pcoll, schema, file_format, output_path):
         if file_format != transform_executor.labels.FORMAT_TFRECORD:
-            return pcoll | "EncodeAndWrite" >> (  # pylint: disable=no-value-for-parameter
-                transform_executor.TransformProcessor._EncodeAndWrite(  # pylint: disable=protected-access
-                    schema=schema, file_format=file_format, output_path=output_path))
+            return pcoll | "EncodeAndWrite" >> _TFX_PROCESSOR._EncodeAndWrite(  # pylint: disable=protected-access,no-value-for-parameter
+                schema=schema, file_format=file_format, output_path=output_path)
         return (pcoll
                 | "EncodeAndSerialize" >> beam.ParDo(
-                    transform_executor.TransformProcessor._RecordBatchToExamplesFn(schema))  # pylint: disable=protected-access
+                    _TFX_PROCESSOR._RecordBatchToExamplesFn(schema))  # pylint: disable=protected-access
                 | "ExtractExamples" >> beam.Values()
                 | "WriteToTFRecord" >> tfrecord_io.WriteGzipTFRecords(output_path))  # pylint: disable=no-value-for-parameter
 
@@ -87,12 +89,11 @@ class TransformProcessor(transform_executor.TransformProcessor):
 def _transform_processor(processor_class):
     """TFX's Transform executor builds `TransformProcessor()` by its module's name, so the class
     is swapped there while the executor runs (executors of one process run one at a time)."""
-    stock = transform_executor.TransformProcessor
     transform_executor.TransformProcessor = processor_class
     try:
         yield
     finally:
-        transform_executor.TransformProcessor = stock
+        transform_executor.TransformProcessor = _TFX_PROCESSOR
 
 
 class TransformExecutor(transform_executor.Executor):

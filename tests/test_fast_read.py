@@ -6,6 +6,7 @@ import os
 import apache_beam as beam
 from apache_beam.testing import test_pipeline
 import pyarrow as pa
+import pyarrow.parquet as pq
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
@@ -245,6 +246,24 @@ class TransformExecutorTest(tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, r"expected gzipped TFRecord files"):
             self.run_executor(fast_read.TransformExecutor, self.examples(".tfrecord"), "plain")
         self.assertEqual(transform_executor.TransformProcessor.__module__, transform_executor.__name__)
+
+
+    def test_parquet_output_is_written_by_tfx(self):
+        # Inside the executor's swap, as Transform runs it: Parquet goes to TFX's own writer.
+        schema = text_format.Parse(
+            'feature { name: "n" type: INT presence { min_fraction: 1 } shape { dim { size: 1 } } }',
+            schema_pb2.Schema())
+        prefix = os.path.join(self.get_temp_dir(), "parquet", "data")
+        batch = pa.RecordBatch.from_arrays([pa.array([[1], [2]], type=pa.large_list(pa.int64()))],
+                                           ["n"])
+        with fast_read._transform_processor(fast_read.TransformProcessor):  # pylint: disable=protected-access
+            with test_pipeline.TestPipeline() as p:
+                _ = (p | beam.Create([(batch, {})])
+                     | fast_read.TransformProcessor._EncodeAndWrite(  # pylint: disable=protected-access
+                         schema=schema, file_format="FILE_FORMAT_PARQUET", output_path=prefix))
+        (path,) = tf.io.gfile.glob(prefix + "*")
+        self.assertTrue(path.endswith("-00000-of-00001.parquet"))
+        self.assertEqual(pq.read_table(path).to_pylist(), [{"n": [1]}, {"n": [2]}])
 
 
 if __name__ == "__main__":
