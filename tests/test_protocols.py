@@ -260,6 +260,25 @@ class PerDomainTest(tf.test.TestCase):
             protocol.split(FILE_LOG + rows_of([("0", "u9", "m9", 1, 1, "/data/music_sparse.csv")],
                                               FILE_LOG[0].keys()))
 
+    def test_a_file_name_wins_over_patterns_whatever_the_order(self):
+        # Configs reach the pipeline as JSON with sorted keys, where "*_val.csv" comes before
+        # "movie_val.csv": the split must not depend on the mapping's order.
+        expected = protocols.build("per_domain", assign="files", files=FILES).split(FILE_LOG).splits
+        for files in (dict(sorted(FILES.items())), dict(reversed(list(FILES.items())))):
+            got = protocols.build("per_domain", assign="files", files=files).split(FILE_LOG)
+            self.assertEqual(got.splits, expected)
+            self.assertEqual(got.stats["domains"]["2"], {"train": 2, "validation": 0, "test": 1})
+        self.assertEqual(per_domain.file_split("/d/movie_val.csv", dict(sorted(FILES.items()))),
+                         "train")
+
+    def test_patterns_that_disagree_stop_the_run(self):
+        files = {"*_val.csv": "validation", "movie_*": "train", "music_*.csv": "validation"}
+        self.assertEqual(per_domain.file_split("music_val.csv", files), "validation")  # agree
+        with self.assertRaisesRegex(ValueError, r"file 'movie_val.csv' matches patterns "
+                                    r"\['\*_val.csv', 'movie_\*'\] of `files` that name different "
+                                    r"splits; name the file itself"):
+            per_domain.file_split("movie_val.csv", files)
+
     def test_random_draw_sizes_and_order(self):
         # A: 10 rows -> 8/1/1; B: 3 rows -> floor(2.4)=2 / floor(0.3)=0 / 1; C: 1 row -> 0/0/1.
         log = rows_of([("A", f"u{i}", f"a{i}", i, i % 2) for i in range(10)]

@@ -2,13 +2,14 @@
 diff_msr.md 2.1, 2.3 and 13).
 
 Every row names its domain in `domain_field`. Splits `train` / `validation` / `test`:
-- `assign: files`: the log's own files decide. `files` maps file-name patterns (fnmatch, first
-  match wins) to a split; the row's file name is read from `file_field`, which the data set's
-  config must name (`file_field: source_file` in dataset.yaml; the run checks it before any
-  work). A row whose file matches no pattern stops the run with its file name. Douban ships
-  train/val/test files per domain (its movie train file is missing: spec 2.3 (b) maps movie_val
-  to train and movie_test to test, which leaves movie without validation rows; the statistics
-  list such holes).
+- `assign: files`: the log's own files decide. `files` maps file names and patterns (fnmatch)
+  to a split: a file's own name wins over patterns, and the patterns that match a file must
+  agree (order does not count). The row's file name is read from `file_field`, which the data
+  set's config must name (`file_field: source_file` in dataset.yaml; the run checks it before
+  any work). A row whose file matches no pattern, or patterns that disagree, stops the run.
+  Douban ships train/val/test files per domain (its movie train file is missing: spec 2.3 (b)
+  maps movie_val to train and movie_test to test, which leaves movie without validation rows;
+  the statistics list such holes).
 - `assign: random`: per domain, rows ordered by a seeded hash of (domain, user, item, timestamp,
   label): the first floor(train_fraction * n) are train, the next floor(validation_fraction * n)
   validation, the rest test. 8:1:1 with floors reproduces the shipped Douban files' sizes
@@ -70,13 +71,21 @@ def tuning_splits(n_train: int, validation_fraction: float) -> List[str]:
 
 
 def file_split(path: str, files: Mapping[str, str]) -> str:
-    """The split of a row read from `path` (its base name is matched)."""
+    """The split of a row read from `path` (its base name is matched). An exact file name in
+    `files` wins over the patterns that match it; otherwise the matching patterns must agree.
+    The mapping's order does not count: configs travel as JSON with sorted keys."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    for pattern, split in files.items():
-        if fnmatch.fnmatchcase(name, pattern):
-            return split
-    raise ValueError(f"protocol per_domain: file {name!r} matches none of the patterns "
-                     f"{sorted(files)} of `files`")
+    if name in files:
+        return files[name]
+    splits = {split for pattern, split in files.items() if fnmatch.fnmatchcase(name, pattern)}
+    if len(splits) == 1:
+        return splits.pop()
+    if not splits:
+        raise ValueError(f"protocol per_domain: file {name!r} matches none of the patterns "
+                         f"{sorted(files)} of `files`")
+    matching = sorted(p for p in files if fnmatch.fnmatchcase(name, p))
+    raise ValueError(f"protocol per_domain: file {name!r} matches patterns {matching} of `files` "
+                     f"that name different splits; name the file itself to choose")
 
 
 @register("per_domain")
