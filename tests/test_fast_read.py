@@ -247,7 +247,6 @@ class TransformExecutorTest(tf.test.TestCase):
             self.run_executor(fast_read.TransformExecutor, self.examples(".tfrecord"), "plain")
         self.assertEqual(transform_executor.TransformProcessor.__module__, transform_executor.__name__)
 
-
     def test_parquet_output_is_written_by_tfx(self):
         # Inside the executor's swap, as Transform runs it: Parquet goes to TFX's own writer.
         schema = text_format.Parse(
