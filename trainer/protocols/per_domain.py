@@ -77,15 +77,15 @@ def file_split(path: str, files: Mapping[str, str]) -> str:
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
     if name in files:
         return files[name]
-    splits = {split for pattern, split in files.items() if fnmatch.fnmatchcase(name, pattern)}
-    if len(splits) == 1:
-        return splits.pop()
-    if not splits:
+    matches = {pattern: split for pattern, split in files.items()
+               if fnmatch.fnmatchcase(name, pattern)}
+    if not matches:
         raise ValueError(f"protocol per_domain: file {name!r} matches none of the patterns "
                          f"{sorted(files)} of `files`")
-    matching = sorted(p for p in files if fnmatch.fnmatchcase(name, p))
-    raise ValueError(f"protocol per_domain: file {name!r} matches patterns {matching} of `files` "
-                     f"that name different splits; name the file itself to choose")
+    if len(set(matches.values())) > 1:
+        raise ValueError(f"protocol per_domain: file {name!r} matches patterns {sorted(matches)} "
+                         f"of `files` that name different splits; name the file itself to choose")
+    return next(iter(matches.values()))
 
 
 @register("per_domain")
@@ -213,10 +213,14 @@ class _Assign(beam.DoFn):
 
     def __init__(self, params):
         self._p = params
+        self._split_of = {}  # file -> split: resolved once per file, not per row
 
     def process(self, record: bytes):
         example = tf.train.Example.FromString(record)
-        name = file_split(str(_feature(example, self._p["file_field"])), self._p["files"])
+        path = str(_feature(example, self._p["file_field"]))
+        if path not in self._split_of:
+            self._split_of[path] = file_split(path, self._p["files"])
+        name = self._split_of[path]
         yield beam.pvalue.TaggedOutput(name, record)
         yield beam.pvalue.TaggedOutput("keys", (name, str(_feature(example, self._p["domain_field"]))))
 
