@@ -141,6 +141,9 @@ class DatasetConfig:
     negatives_per_positive: int = 0  # implicit logs: sampled non-interacted items per positive
     negative_seed: int = 0
     negative_sampling: str = "popularity"  # or "uniform", "matched", "din" (see log_reader)
+    # protocol name -> its sampling rule, where it differs (`negatives: {by_protocol: ...}`);
+    # applied by `for_protocol`
+    negative_sampling_by_protocol: Dict[str, str] = dataclasses.field(default_factory=dict)
     dedupe: bool = True  # exact duplicate log rows: dropped (True) or kept (False); counted
     # Evaluation protocol: {"name": the default protocol, <protocol>: {its parameters}}; the
     # item_frequency parameters default to `split: {N, K}`. Checked by trainer/protocols.
@@ -156,6 +159,22 @@ class DatasetConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def for_protocol(self, protocol: str, sampling: str = "") -> "DatasetConfig":
+        """This config as a run of `protocol` reads it: negatives drawn by `sampling` (the command
+        line's `--set negatives.sampling`) if given, else by the rule `negatives.by_protocol`
+        gives `protocol`, else by `negatives.sampling`. The result has no `by_protocol` left, so
+        it records the one rule used, and applying it again changes nothing."""
+        if not self.negative_sampling_by_protocol and not sampling:
+            return self
+        if sampling and not self.label.implicit:
+            raise ConfigError(f"negatives.sampling={sampling}: {self.name}'s log has its own "
+                              "negatives (label is not implicit), none are sampled")
+        chosen = sampling or self.negative_sampling_by_protocol.get(protocol,
+                                                                    self.negative_sampling)
+        _check_sampling(chosen, self.negatives_per_positive, "negatives")
+        return dataclasses.replace(self, negative_sampling=chosen,
+                                   negative_sampling_by_protocol={})
 
 
 def _check(where: str, key: str, value: Any, kind: str) -> Any:
@@ -373,8 +392,14 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
         raise ConfigError(f"config: file_field {file_field!r} is already a feature's name")
     label = _label(raw["label"])
     negatives = raw.get("negatives", {})
-    _no_unknown(negatives, ("per_positive", "seed", "sampling"), "negatives")
+    _no_unknown(negatives, ("per_positive", "seed", "sampling", "by_protocol"), "negatives")
     sampling = _choice(negatives, "sampling", "popularity", SAMPLING, "negatives")
+    by_protocol = negatives.get("by_protocol", {})
+    if not isinstance(by_protocol, dict):
+        raise ConfigError(f"negatives: `by_protocol` maps protocol names to sampling rules, not "
+                          f"{by_protocol!r}")
+    for name in by_protocol:
+        _choice(by_protocol, name, "", SAMPLING, "negatives.by_protocol")
     per_positive = _get(negatives, "per_positive", 0, "int", "negatives")
     if label.implicit and per_positive < 1:
         raise ConfigError("label: an implicit log needs `negatives: {per_positive: n}` (n >= 1)")
@@ -382,9 +407,8 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
         raise ConfigError("negatives: `seed` must be >= 0")
     if negatives and not label.implicit:
         raise ConfigError("negatives: sampled negatives are for `label: {implicit: true}` only")
-    if sampling == "din" and per_positive != 1:
-        raise ConfigError("negatives: `sampling: din` draws exactly one negative per positive "
-                          "(per_positive: 1)")
+    for rule in (sampling, *by_protocol.values()):
+        _check_sampling(rule, per_positive, "negatives")
     split = raw.get("split", {})
     _no_unknown(split, ("N", "K"), "split")
     item_fields = [f.name for f in fields if f.role == "item"]
@@ -399,10 +423,20 @@ def from_dict(raw: Dict[str, Any]) -> DatasetConfig:
                          negatives_per_positive=per_positive,
                          negative_seed=_get(negatives, "seed", 0, "int", "negatives"),
                          negative_sampling=sampling,
+                         negative_sampling_by_protocol={str(k): v for k, v in by_protocol.items()},
                          dedupe=_get(raw, "dedupe", True, "bool", "config"),
                          protocol=_protocol(raw.get("protocol", {}), split),
                          history=_history(raw["history"], fields, log)
                          if "history" in raw else None, file_field=file_field)
+
+
+def _check_sampling(sampling: str, per_positive: int, where: str) -> None:
+    if sampling not in SAMPLING:
+        raise ConfigError(f"{where}: sampling must be one of {', '.join(SAMPLING)}, "
+                          f"not {sampling!r}")
+    if sampling == "din" and per_positive != 1:
+        raise ConfigError(f"{where}: `sampling: din` draws exactly one negative per positive "
+                          "(per_positive: 1)")
 
 
 def _protocol(raw: Any, split: Dict[str, Any]) -> Dict[str, Any]:

@@ -59,8 +59,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, dataset: str) -> None:
                    help="Beam pipeline argument, repeatable; added to (or overriding) the preset")
     p.add_argument("--set", dest="method_options", action="append", default=[],
                    metavar="METHOD.OPTION=VALUE",
-                   help="cold-start method or protocol option, repeatable (e.g. csdm.iters=2, "
-                        "protocol.unit=day); typed and checked (bool: true/false)")
+                   help="cold-start method, protocol, backbone or negatives option, repeatable "
+                        "(e.g. csdm.iters=2, protocol.unit=day, negatives.sampling=din); typed "
+                        "and checked (bool: true/false)")
     p.add_argument("--tfma-seeds", type=int, default=1,
                    help="seeds whose predictions the TFMA Evaluator checks (0: no Evaluator)")
     p.add_argument("--tune", metavar="METHOD[,METHOD]",
@@ -189,6 +190,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class NegativeOptions:  # pylint: disable=too-few-public-methods
+    """`--set negatives.sampling=RULE`: how this run samples an implicit log's negatives, in place
+    of the data set's rule for the protocol (log_config.DatasetConfig.for_protocol)."""
+    name = "negatives"
+    defaults = {"sampling": ""}
+    choices = {"sampling": log_config.SAMPLING}
+
+
 def pipeline_arguments(args: argparse.Namespace) -> dict:
     """Checks every shared argument (names, --set values, ranges) before any work and returns the
     keyword arguments of `pipeline.create_pipeline` they define; `run` and `compile` add only
@@ -212,13 +221,19 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
     protocol_class = protocols.protocol_class(protocol_name)
     method_options = options.parse_sets(
         args.method_options, method_names,
-        extra={"protocol": protocol_class,
+        extra={"protocol": protocol_class, "negatives": NegativeOptions,
                **{name: backbones.options_class(name) for name in backbone_names}})
     backbone_options = {}  # only the options set: the rest are the constructor's defaults
     for name in backbone_names:
         given = method_options.pop(name, {})
         checked = options.validate(backbones.options_class(name), given, name)
         backbone_options[name] = {k: checked[k] for k in given}
+    unknown = sorted(set(config.negative_sampling_by_protocol) - set(protocols.PROTOCOLS))
+    if unknown:
+        raise ValueError(f"{args.dataset}: negatives.by_protocol names unknown protocols "
+                         f"{unknown}; known: {', '.join(sorted(protocols.PROTOCOLS))}")
+    config = config.for_protocol(protocol_name,
+                                 method_options.pop("negatives", {}).get("sampling", ""))
     params = dict(config.protocol.get(protocol_name, {}))
     if protocol_name == "item_frequency":
         params = {"N": config.N, "K": config.K, **params}

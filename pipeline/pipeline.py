@@ -169,6 +169,7 @@ def create_pipeline(
     tune_seeds of `seeds`, "hyperparameters": a saved file (skips the search) or None, "vertex":
     optional, the Vertex AI Tuner's job (tuner_module.tuner_component)}; see `tuning_components`."""
     code = code_version()
+    dataset = dataset.for_protocol(protocol.name)  # the negatives this protocol samples
     fingerprint = input_fingerprint(dataset, data_root)
     example_gen = example_gen_lib.ClickLogExampleGen(
         # The protocol is not ExampleGen's business: changing it must not re-run ingestion.

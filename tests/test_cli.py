@@ -197,3 +197,52 @@ class ProtocolAndBackboneOptionsTest(tf.test.TestCase):
             cli.pipeline_arguments(cli.parser().parse_args(
                 ["compile", "--data-root", "d", "--pipeline-root", "r", "--image", "i",
                  "--output", "x.json", "--backbone", "dcn", "--set", "dcn.nope=1"]))
+
+
+class NegativesPerProtocolTest(tf.test.TestCase):
+    """amazon-beauty and tafeng sample `matched` negatives for the item phases and `din` ones
+    for leave_last_out (their YAML's `negatives.by_protocol`); `--set negatives.sampling`
+    overrides both, and ExampleGen receives the one rule chosen."""
+
+    def sampling(self, *extra):
+        tfx_pipeline = cli.compiled_pipeline(cli.parser().parse_args(
+            ["compile", "--data-root", "gs://b/d", "--pipeline-root", "gs://b/r", "--image", "i",
+             "--output", "x.json", "--schema-file", "gs://b/schema.pbtxt", *extra]))
+        gen = next(c for c in tfx_pipeline.components if c.id == "ClickLogExampleGen")
+        config = json.loads(gen.exec_properties["dataset_config"])
+        self.assertEqual(config["negative_sampling_by_protocol"], {})  # resolved: one rule left
+        return config["negative_sampling"]
+
+    def test_rule_per_protocol_and_override(self):
+        llo = ("--protocol", "leave_last_out", "--backbone", "din")
+        for dataset in ("amazon-beauty", "tafeng"):
+            with self.subTest(dataset=dataset):
+                self.assertEqual(self.sampling("--dataset", dataset, *llo), "din")
+                self.assertEqual(self.sampling("--dataset", dataset), "matched")
+                self.assertEqual(self.sampling("--dataset", dataset, *llo,
+                                               "--set", "negatives.sampling=matched"), "matched")
+                self.assertEqual(self.sampling("--dataset", dataset,
+                                               "--set", "negatives.sampling=popularity"),
+                                 "popularity")
+
+    def test_errors_before_any_work(self):
+        for extra, message in (
+                (["--dataset", "tafeng", "--set", "negatives.sampling=random"],
+                 "--set negatives.sampling=random: sampling must be one of popularity, uniform, "
+                 "matched, din, not 'random'"),
+                (["--dataset", "ml-1m", "--set", "negatives.sampling=din"],
+                 "negatives.sampling=din: ml-1m's log has its own negatives"),
+                (["--dataset", "tafeng", "--set", "negatives.seed=3"],
+                 r"--set negatives.seed=3: negatives: unknown options \['seed'\]")):
+            with self.subTest(extra=extra):
+                with self.assertRaisesRegex(ValueError, message):
+                    self.sampling(*extra)
+        own = os.path.join(self.create_tempdir().full_path, "own.yaml")
+        with open(cli.schemas.config_path("tafeng")) as f:
+            text = f.read()
+        with open(own, "w") as f:
+            f.write(text.replace("by_protocol: {leave_last_out: din}",
+                                 "by_protocol: {leave_lastout: din}"))
+        with self.assertRaisesRegex(ValueError, r"negatives.by_protocol names unknown protocols "
+                                    r"\['leave_lastout'\]; known: "):
+            self.sampling("--dataset", own)

@@ -240,6 +240,30 @@ class DinNegativesTest(tf.test.TestCase):
         items = [f"i{(15 + 5 * k) % 17}" for k in range(7)]
         self.assertEqual([h for _, h in u5], [tuple(items[:k]) for k in range(7)])
 
+    def test_rule_per_protocol(self):
+        raw = {**HistoryConfigTest.RAW, "negatives": {
+            "per_positive": 1, "sampling": "matched", "by_protocol": {"leave_last_out": "din"}}}
+        config = log_config.from_dict(raw)
+        self.assertEqual(log_config.from_json(json.dumps(config.to_dict())), config)
+        user_side = config.for_protocol("leave_last_out")
+        self.assertEqual((user_side.negative_sampling, user_side.negative_sampling_by_protocol),
+                         ("din", {}))
+        self.assertEqual(user_side.for_protocol("item_frequency"), user_side)  # resolved once
+        self.assertEqual(config.for_protocol("item_frequency").negative_sampling, "matched")
+        self.assertEqual(config.for_protocol("leave_last_out", "uniform").negative_sampling,
+                         "uniform")
+        for negatives, message in (
+                ({"by_protocol": ["din"]}, "`by_protocol` maps protocol names to sampling"),
+                ({"by_protocol": {"leave_last_out": "random"}},
+                 "negatives.by_protocol: leave_last_out 'random' is not one of"),
+                ({"per_positive": 2, "by_protocol": {"leave_last_out": "din"}},
+                 "exactly one negative")):
+            with self.assertRaisesRegex(ConfigError, message):
+                log_config.from_dict({**raw, "negatives": {"per_positive": 1, **negatives}})
+        two = log_config.from_dict({**raw, "negatives": {"per_positive": 2}})
+        with self.assertRaisesRegex(ConfigError, "exactly one negative"):
+            two.for_protocol("leave_last_out", "din")
+
     def test_identical_across_runs_and_shardings(self):
         one = self._run({"log.csv": self.LINES})
         self.assertEqual(one, self._run({"log.csv": self.LINES}))
