@@ -232,8 +232,10 @@ def render_markdown(report: Dict[str, Any]) -> str:
     if "quarantined" in report:
         q = report["quarantined"]
         reasons = ", ".join(f"{k} {v:,}" for k, v in q["by_reason"].items()) or "none"
+        rule = report.get("config", {}).get("dataset", {}).get("negative_sampling", "")
+        rule = f", rule `{rule}`" if report["ingest"]["negatives"] and rule else ""
         lines += ["", f"Input: {report['ingest']['rows']:,} rows, {report['ingest']['examples']:,} "
-                      f"examples ({report['ingest']['negatives']:,} sampled negatives); "
+                      f"examples ({report['ingest']['negatives']:,} sampled negatives{rule}); "
                       f"{q['rows']:,} rows quarantined ({reasons}): `{q['path']}`."]
         counted = [f"{report['ingest'][k]:,} {what}" for k, what in INGEST_COUNTS
                    if report["ingest"].get(k)]

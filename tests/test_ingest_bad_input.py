@@ -407,3 +407,7 @@ class ReportTest(tf.test.TestCase):
                          "(duplicate_key 1): `q`. Counted: 1 input files matched twice (read "
                          "once); 3 exact duplicate log rows; 3 of them dropped (dedupe); 2 "
                          "examples without a match in joins[0] items.csv.")
+        report["ingest"]["negatives"] = 4
+        report["config"] = {"dataset": {"negative_sampling": "din"}}
+        self.assertStartsWith(report_lib.render_markdown(report).splitlines()[-1],
+                              "Input: 12 rows, 8 examples (4 sampled negatives, rule `din`); ")
