@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from trainer import backbones, diffmsr, features, methods, protocol, protocols, task
 from trainer.context import ProtocolContext
+from trainer.protocols import slice_column
 
 CONFIG = features.FeatureConfig(
     fields=(features.Field("user_id", "spr"), features.Field("item_id", "spr"),
@@ -455,6 +456,26 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         # the same epochs, scored once more at the start with the option
         self.assertAllClose(found[True]["val_log_loss"][1:], found[False]["val_log_loss"][:2])
         self.assertLen(found[False]["val_log_loss"], 3)
+
+    def test_report_names_the_cold_domain_by_its_value(self):
+        """The pipeline's arrays carry each row's raw domain beside its vocabulary index (Douban:
+        music is "0" in the log and index 2 in the frequency-ordered vocabulary): report.json and
+        the messages name "0" (music), never the index."""
+        raw = np.array([b"2", b"1", b"0"], dtype=object)  # index -> the log's value
+        splits = {name: {**arrays, slice_column("domain"): raw[arrays["domain"]]}
+                  for name, arrays in SPLITS.items()}
+        built = protocols.build("per_domain", cold_domains=["0"],
+                                domain_names={"0": "music", "1": "book", "2": "movie"})
+        ctx = ProtocolContext(built, load=lambda split: splits[split])
+        stage = ctx.adaptation_stages[0]
+        model = build("fnn_md")
+        pretrain(model)
+        method = methods.build("finetune", max_epochs=1, patience=1)
+        method.warm_up(model, stage, ctx, protocol.TrainConfig())
+        found = method.report_diagnostics()["domains"]
+        self.assertEqual(list(found), ["0"])
+        self.assertEqual(found["0"]["kept_epoch"], 1)
+        self.assertEqual(method.domain_label(COLD), "0 (music)")
 
     def test_stop_on_auc_keeps_the_epoch_of_best_validation_auc(self):
         """stop_on=auc: the kept head's AUC on the cold validation rows, counted here pair by

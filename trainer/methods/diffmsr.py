@@ -59,6 +59,7 @@ from trainer import backbones, diffmsr, features, metrics, protocol
 from trainer.diffmsr import early_stopped
 from trainer.methods.base import ColdStartMethod, copy_weights, fresh_backbone
 from trainer.optim import TorchAdam
+from trainer.protocols import slice_column, slice_value
 
 Arrays = Dict[str, np.ndarray]
 
@@ -85,13 +86,25 @@ class DomainMethod(ColdStartMethod):
         if not hasattr(model, "domain_variables"):
             raise ValueError(f"{self.name}: backbone {model.registry_name} is not a multi-scenario "
                              f"one (trainer/multi_scenario.py: {', '.join(self.ms_backbones())})")
-        cold = context.adaptation_data(stage)[model.domain_field]
+        data = context.adaptation_data(stage)
+        cold = data[model.domain_field]
         ids = sorted(int(d) for d in np.unique(cold))
         wanted = context.protocol.params["cold_domains"]
         if len(ids) != len(wanted):
             raise ValueError(f"{self.name}: the cold domains {wanted} have train rows in "
                              f"{len(ids)} domains ({ids})")
+        # the model sees vocabulary indices; messages and report.json name the protocol's values
+        raw = data.get(slice_column(model.domain_field))
+        self.domain_values = {d: slice_value(raw[np.flatnonzero(cold == d)[0]]) if raw is not None
+                              else str(d) for d in ids}
+        self.domain_names = context.protocol.params.get("domain_names") or {}
         return ids
+
+    def domain_label(self, d: int) -> str:
+        """`0 (music)`: domain index d as the protocol names it (its value, its domain_names)."""
+        value = getattr(self, "domain_values", {}).get(d, str(d))
+        name = getattr(self, "domain_names", {}).get(value)
+        return f"{value} ({name})" if name else value
 
     @staticmethod
     def ms_backbones() -> List[str]:
@@ -121,8 +134,8 @@ class DomainMethod(ColdStartMethod):
         labels = val[features.LABEL]
         by_auc = self.options["stop_on"] == "auc"
         if by_auc and len(np.unique(labels)) < 2:
-            raise ValueError(f"{self.name}: stop_on=auc, but domain {d}'s validation rows hold "
-                             f"one label only ({len(labels)} rows)")
+            raise ValueError(f"{self.name}: stop_on=auc, but domain {self.domain_label(d)}'s "
+                             f"validation rows hold one label only ({len(labels)} rows)")
 
         def score():
             logits = model.domain_logit(pairs, d, training=False)
@@ -174,7 +187,8 @@ class DomainMethod(ColdStartMethod):
         """Per cold domain: the fine-tune's kept epoch and validation scores (diffmsr and
         diff add rich rows seen and judged cold, and the fraction of x0_hat clipped)."""
         found = getattr(self, "diagnostics", None)  # set by warm_up
-        return {"domains": {str(d): v for d, v in found.items()}} if found else {}
+        return {"domains": {self.domain_values.get(d, str(d)): v for d, v in found.items()}} \
+            if found else {}
 
 
 class FineTune(DomainMethod):
@@ -199,7 +213,7 @@ class FineTune(DomainMethod):
                         for i in range(0, len(order), size)]
 
             self.fine_tune(model, d, batches, self.validation(model, context, d),
-                           f"{self.name} on domain {d}")
+                           f"{self.name} on domain {self.domain_label(d)}")
 
 
 class Single(DomainMethod):
@@ -389,19 +403,20 @@ class DiffMSR(DomainMethod):
             generators = []
             for y in (0, 1):
                 if not np.any(y_true == y):
-                    raise ValueError(f"{self.name}: cold domain {d} has no train rows with label "
-                                     f"{y}, so G_{y} cannot be trained")
+                    raise ValueError(f"{self.name}: cold domain {self.domain_label(d)} has no "
+                                     f"train rows with label {y}, so G_{y} cannot be trained")
                 val_y = z_val[val[features.LABEL] == y] if val is not None else None
                 generators.append(self.train_diffusion(z_true[y_true == y], val_y,
                                                        self.seed * 10 + 2 * d + y))
             batches = self.mixed_batches(model, classifier, generators, z_true, y_true, z_rich,
                                          y_rich, d)
-            self.fine_tune(model, d, batches, val, f"{self.name} on domain {d}")
+            self.fine_tune(model, d, batches, val, f"{self.name} on domain {self.domain_label(d)}")
             self.diagnostics[d].update(
                 rich_seen=sum(n for _, n in self.selected),
                 rich_judged_cold=sum(c for c, _ in self.selected),
                 clipped_fraction=float(np.mean(self.clipped)) if self.clipped else 0.0)
-            print(f"{self.name} domain {d}: {self.diagnostics[d]}", file=sys.stderr, flush=True)
+            print(f"{self.name} domain {self.domain_label(d)}: {self.diagnostics[d]}",
+                  file=sys.stderr, flush=True)
             self.clipped, self.selected = [], []
 
     def mixed_batches(self, model, classifier, generators, z_true, y_true, z_rich, y_rich, d):
