@@ -97,14 +97,14 @@ class DomainMethod(ColdStartMethod):
         raw = data.get(slice_column(model.domain_field))
         self.domain_values = {d: slice_value(raw[np.flatnonzero(cold == d)[0]]) if raw is not None
                               else str(d) for d in ids}
-        self.domain_names = context.protocol.params.get("domain_names") or {}
+        names = {d: context.protocol.slice_name(v) for d, v in self.domain_values.items()}
+        self.domain_labels = {d: v if names[d] == v else f"{v} ({names[d]})"
+                              for d, v in self.domain_values.items()}
         return ids
 
     def domain_label(self, d: int) -> str:
-        """`0 (music)`: domain index d as the protocol names it (its value, its domain_names)."""
-        value = getattr(self, "domain_values", {}).get(d, str(d))
-        name = getattr(self, "domain_names", {}).get(value)
-        return f"{value} ({name})" if name else value
+        """`0 (music)`: cold domain index d by its value and the protocol's slice name."""
+        return self.domain_labels[d]
 
     @staticmethod
     def ms_backbones() -> List[str]:
@@ -187,8 +187,7 @@ class DomainMethod(ColdStartMethod):
         """Per cold domain: the fine-tune's kept epoch and validation scores (diffmsr and
         diff add rich rows seen and judged cold, and the fraction of x0_hat clipped)."""
         found = getattr(self, "diagnostics", None)  # set by warm_up
-        return {"domains": {self.domain_values.get(d, str(d)): v for d, v in found.items()}} \
-            if found else {}
+        return {"domains": {self.domain_values[d]: v for d, v in found.items()}} if found else {}
 
 
 class FineTune(DomainMethod):
