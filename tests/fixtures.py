@@ -1,4 +1,6 @@
 """Small, carefully built transformed batches for model tests."""
+import itertools
+
 import numpy as np
 
 from trainer import features
@@ -42,3 +44,11 @@ def after_warm(method, model, splits, stage_name, config):
     from trainer.context import ProtocolContext  # pylint: disable=import-outside-toplevel
     context = ProtocolContext.in_memory(splits)
     method.after_warm(model, context.stage(stage_name), context, config)
+
+
+def pairwise_auc(labels, scores):
+    """P(score_pos > score_neg) + 0.5 P(tie), by enumerating every pair."""
+    pos = [s for s, y in zip(scores, labels) if y == 1]
+    neg = [s for s, y in zip(scores, labels) if y == 0]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))

@@ -6,6 +6,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from tests.fixtures import pairwise_auc
 from trainer import backbones, diffmsr, features, methods, protocol, protocols, task
 from trainer.context import ProtocolContext
 from trainer.protocols import slice_column
@@ -457,6 +458,37 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(found[True]["val_log_loss"][1:], found[False]["val_log_loss"][:2])
         self.assertLen(found[False]["val_log_loss"], 3)
 
+    def test_diagnostics_give_pretrained_auc_and_logit_change(self):
+        """`pretrained_auc`: the pretrained head's AUC on the cold train and validation rows;
+        `val_logit_change`: the kept head's validation logits regressed on the pretrained ones.
+        Both against formulas written out here, on logits computed here."""
+        cold = {split: {k: v[SPLITS[split]["domain"] == COLD] for k, v in SPLITS[split].items()}
+                for split in ("train", "validation")}
+        pretrained = build("ple")
+        pretrain(pretrained)
+        pretrained.specialise()
+        model, _, method = self.run_method("finetune", "ple", max_epochs=3, patience=3)
+
+        def logits(m, split):
+            return m.domain_logit(tf.constant(method.pairs(m, cold[split])), COLD,
+                                  training=False).numpy().astype(np.float64)
+
+        found = method.report_diagnostics()["domains"][str(COLD)]
+        for split in ("train", "validation"):
+            self.assertAlmostEqual(found["pretrained_auc"][split],
+                                   pairwise_auc(cold[split][features.LABEL],
+                                                logits(pretrained, split)), places=6)
+        before, after = logits(pretrained, "validation"), logits(model, "validation")
+        self.assertGreater(before.std(), 0.0)
+        self.assertGreater(after.std(), 0.0)
+        slope = np.mean((before - before.mean()) * (after - after.mean())) / np.var(before)
+        pearson = slope * before.std() / after.std()
+        moved = found["val_logit_change"]
+        self.assertAlmostEqual(moved["slope"], slope, places=4)
+        self.assertAlmostEqual(moved["intercept"], after.mean() - slope * before.mean(), places=4)
+        self.assertAlmostEqual(moved["pearson"], pearson, places=5)
+        self.assertNotAlmostEqual(moved["slope"], 1.0, places=3)
+
     def test_report_names_the_cold_domain_by_its_value(self):
         """The pipeline's arrays carry each row's raw domain beside its vocabulary index (Douban:
         music is "0" in the log and index 2 in the frequency-ordered vocabulary): report.json and
@@ -487,9 +519,7 @@ class MethodTest(tf.test.TestCase, parameterized.TestCase):
         rows = {k: v[val["domain"] == COLD] for k, v in val.items()}
         logits = model.domain_logit(tf.constant(method.pairs(model, rows)), COLD,
                                     training=False).numpy()
-        pos, neg = logits[rows[features.LABEL] == 1], logits[rows[features.LABEL] == 0]
-        counted = (np.sum(pos[:, None] > neg[None, :])
-                   + 0.5 * np.sum(pos[:, None] == neg[None, :])) / (len(pos) * len(neg))
+        counted = pairwise_auc(rows[features.LABEL], logits)
         self.assertLen(found["val_auc"], 6)
         self.assertNotIn("val_log_loss", found)
         self.assertAlmostEqual(counted, max(found["val_auc"]), places=6)

@@ -1,9 +1,9 @@
 """TorchAdam against hand-computed PyTorch Adam steps; metrics against independent formulas."""
-import itertools
 
 import numpy as np
 import tensorflow as tf
 
+from tests.fixtures import pairwise_auc
 from trainer import metrics
 from trainer.optim import TorchAdam
 
@@ -57,14 +57,6 @@ class TorchAdamTest(tf.test.TestCase):
         self.assertNotAllClose(a.numpy(), [1.0])
 
 
-def pairwise_auc(labels, scores):
-    """P(score_pos > score_neg) + 0.5 P(tie), by enumerating every pair."""
-    pos = [s for s, y in zip(scores, labels) if y == 1]
-    neg = [s for s, y in zip(scores, labels) if y == 0]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
-    return wins / (len(pos) * len(neg))
-
-
 class MetricsTest(tf.test.TestCase):
 
     def test_auc_equals_pairwise_probability(self):
@@ -87,3 +79,20 @@ class MetricsTest(tf.test.TestCase):
         # CSDM paper Table 1, ML-1M warm-a: CVAR 0.7910 vs DeepFM 0.7464 -> 18.10 %
         self.assertAlmostEqual(metrics.rela_impr(0.7910, 0.7464), 18.10, places=2)
         self.assertEqual(metrics.rela_impr(0.7, 0.7), 0.0)
+
+    def test_logit_change_hand_example(self):
+        before = np.array([-1.0, 0.0, 1.0, 2.0])
+        # a pure rescale and shift: the order is kept, Pearson is 1
+        found = metrics.logit_change(before, 2.0 * before + 0.5)
+        self.assertAlmostEqual(found["pearson"], 1.0)
+        self.assertAlmostEqual(found["slope"], 2.0)
+        self.assertAlmostEqual(found["intercept"], 0.5)
+        # after = (0, 1, 0, 1): both means 0.5, cov = (0.75 - 0.25 - 0.25 + 0.75) / 4 = 1 / 4,
+        # var(before) = 5 / 4, var(after) = 1 / 4 -> slope 1 / 5, intercept 0.5 - 0.2 * 0.5,
+        # Pearson (1 / 4) / sqrt(5 / 16) = 1 / sqrt(5)
+        found = metrics.logit_change(before, np.array([0.0, 1.0, 0.0, 1.0]))
+        self.assertAlmostEqual(found["slope"], 0.2)
+        self.assertAlmostEqual(found["intercept"], 0.4)
+        self.assertAlmostEqual(found["pearson"], 1.0 / np.sqrt(5.0))
+        self.assertEqual(metrics.logit_change(before, np.ones(4)),
+                         {"pearson": None, "slope": None, "intercept": None})

@@ -40,7 +40,9 @@ Paper/code discrepancies (spec 11) and decisions (spec 12), each an option:
   fine-tuning epochs is kept, so at least one epoch always lands) or True (the pretrained model is
   scored first and kept when no epoch beats its validation log-loss, i.e. fine-tuning may fall
   back to `mix`). Per cold domain, the report's diagnostics give `kept_epoch` (0: the
-  pretrained model) and the validation score per scored epoch.
+  pretrained model), the validation score per scored epoch, the pretrained head's AUC on the
+  domain's train and validation rows (`pretrained_auc`), and how the kept head moved the
+  validation logits (`val_logit_change`: Pearson and slope against the pretrained ones).
 - `stop_on` (finetune, diff, diffmsr; not in the spec): "log_loss" (the code, 12.10) or "auc":
   the fine-tune's early stopping on d's validation AUC (`val_log_loss` or `val_auc` in the
   diagnostics).
@@ -144,11 +146,31 @@ class DomainMethod(ColdStartMethod):
             return -float(protocol.bce_from_logits(labels, logits))
         return score
 
-    def fine_tune(self, model, d: int, batches: Callable[[int], list], val, phase: str):
+    @staticmethod
+    def head_logits(model, d: int, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """[N]: domain d's logits of pair embeddings [N, 2, k], inference mode."""
+        return np.concatenate([model.domain_logit(tf.constant(pairs[i:i + chunk]), d,
+                                                  training=False).numpy()
+                               for i in range(0, len(pairs), chunk)] or [np.zeros(0, np.float32)])
+
+    def fine_tune(self, model, d: int, batches: Callable[[int], list], val, phase: str,
+                  true: Sequence[np.ndarray]):
         """Trains d's trainable domain variables on `batches(epoch)` = [(pairs, labels)] with BCE
         of `domain_logit(., d, training=True)`; early stopping on `validation_score`, the pretrained
-        values a candidate with `keep_pretrained`. Records d's `kept_epoch` and validation
-        scores in `self.diagnostics`."""
+        values a candidate with `keep_pretrained`. Records in `self.diagnostics[d]`: `kept_epoch`
+        and the validation scores; `pretrained_auc`, the pretrained head's AUC on d's `true`
+        (pairs, labels) train rows and on its validation rows (a large gap: the frozen embeddings
+        have memorised the train rows); `val_logit_change` (metrics.logit_change of the
+        validation logits, pretrained -> kept)."""
+        val_pairs = self.pairs(model, val) if val is not None else None
+        before = self.head_logits(model, d, val_pairs) if val is not None else None
+
+        def auc(labels, logits):
+            return metrics.auc(labels, logits) if len(np.unique(labels)) == 2 else None
+
+        pretrained_auc = {"train": auc(true[1], self.head_logits(model, d, true[0])),
+                          "validation": auc(val[features.LABEL], before) if val is not None
+                          else None}
         own = model.domain_variables(d)
         trainable = [v for v in own if v.trainable]
         optimizer = TorchAdam(trainable, self.options["lr_finetune"], weight_decay=0.0)
@@ -182,10 +204,15 @@ class DomainMethod(ColdStartMethod):
         # epochs count from 1; 0 is the pretrained model; no validation rows: the last epoch
         log["kept_epoch"] = len(found["train"]) if found["best"] is None \
             else found["best"] + (not start)
+        log["pretrained_auc"] = pretrained_auc
+        if before is not None:
+            log["val_logit_change"] = metrics.logit_change(before,
+                                                           self.head_logits(model, d, val_pairs))
 
     def report_diagnostics(self):
-        """Per cold domain: the fine-tune's kept epoch and validation scores (diffmsr and
-        diff add rich rows seen and judged cold, and the fraction of x0_hat clipped)."""
+        """Per cold domain: the fine-tune's kept epoch, validation scores, pretrained AUC and
+        logit change (diffmsr and diff add rich rows seen and judged cold, and the fraction of
+        x0_hat clipped)."""
         found = getattr(self, "diagnostics", None)  # set by warm_up
         return {"domains": {self.domain_values[d]: v for d, v in found.items()}} if found else {}
 
@@ -212,7 +239,7 @@ class FineTune(DomainMethod):
                         for i in range(0, len(order), size)]
 
             self.fine_tune(model, d, batches, self.validation(model, context, d),
-                           f"{self.name} on domain {self.domain_label(d)}")
+                           f"{self.name} on domain {self.domain_label(d)}", (pairs, labels))
 
 
 class Single(DomainMethod):
@@ -409,7 +436,8 @@ class DiffMSR(DomainMethod):
                                                        self.seed * 10 + 2 * d + y))
             batches = self.mixed_batches(model, classifier, generators, z_true, y_true, z_rich,
                                          y_rich, d)
-            self.fine_tune(model, d, batches, val, f"{self.name} on domain {self.domain_label(d)}")
+            self.fine_tune(model, d, batches, val, f"{self.name} on domain {self.domain_label(d)}",
+                           (z_true, y_true))
             self.diagnostics[d].update(
                 rich_seen=sum(n for _, n in self.selected),
                 rich_judged_cold=sum(c for c, _ in self.selected),
