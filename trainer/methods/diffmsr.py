@@ -127,12 +127,11 @@ class DomainMethod(ColdStartMethod):
         val = rows_where(val, np.asarray(val[model.domain_field]) == d)
         return val if len(val[features.LABEL]) else None
 
-    def validation_score(self, model, d, val: Optional[Arrays]):
+    def validation_score(self, model, d, val: Optional[Arrays], pairs: Optional[np.ndarray]):
         """For early stopping: -(validation log-loss of domain d's head) (spec 7.7), or its
-        validation AUC with `stop_on` "auc"."""
+        validation AUC with `stop_on` "auc". `pairs`: the pair embeddings of `val`'s rows."""
         if val is None:
             return None
-        pairs = tf.constant(self.pairs(model, val))
         labels = val[features.LABEL]
         by_auc = self.options["stop_on"] == "auc"
         if by_auc and len(np.unique(labels)) < 2:
@@ -140,9 +139,9 @@ class DomainMethod(ColdStartMethod):
                              f"validation rows hold one label only ({len(labels)} rows)")
 
         def score():
-            logits = model.domain_logit(pairs, d, training=False)
+            logits = self.head_logits(model, d, pairs)
             if by_auc:
-                return metrics.auc(labels, logits.numpy())
+                return metrics.auc(labels, logits)
             return -float(protocol.bce_from_logits(labels, logits))
         return score
 
@@ -194,7 +193,7 @@ class DomainMethod(ColdStartMethod):
             return float(np.mean(losses))
 
         start = self.options["keep_pretrained"]
-        found = early_stopped(epoch, self.validation_score(model, d, val), own,
+        found = early_stopped(epoch, self.validation_score(model, d, val, val_pairs), own,
                               self.options["max_epochs"], self.options["patience"], start)
         log = self.diagnostics.setdefault(d, {})
         if self.options["stop_on"] == "auc":
